@@ -1,0 +1,82 @@
+"""Execute a :class:`~nilazyview.plan.ReadPlan` against a byte source."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layout import DiskLayout
+from .plan import Box, Chunk, ReadPlan, run_offsets
+from .scaling import Scaling
+from .sources import ByteSource
+
+
+def _box_slices(box: Box) -> tuple[slice, ...]:
+    return tuple(
+        slice(s, s + c * st, st) for s, c, st in zip(box.start, box.count, box.step, strict=True)
+    )
+
+
+def _read_box_into(layout: DiskLayout, box: Box, source: ByteSource, flat: np.ndarray) -> None:
+    offsets, length = run_offsets(layout, box)
+    source.read_runs(offsets, length, memoryview(flat.view(np.uint8)).cast("B"))
+
+
+def read_box(layout: DiskLayout, box: Box, source: ByteSource, strategy: str) -> np.ndarray:
+    """The raw stored values of ``box`` (on-disk dtype), as a box-shaped array.
+
+    With ``"mmap"`` the result is a view of the mapping: copy before keeping it.
+    """
+    if strategy == "mmap":
+        stored = np.ndarray(
+            layout.shape,
+            layout.dtype,
+            buffer=source.mapping(),
+            offset=layout.offset,
+            order=layout.order,
+        )
+        return stored[_box_slices(box)]
+    flat = np.empty(int(np.prod(box.count)), layout.dtype)
+    _read_box_into(layout, box, source, flat)
+    return flat.reshape(box.count, order=layout.order)
+
+
+def _direct_target(out: np.ndarray, chunk: Chunk, order: str) -> np.ndarray | None:
+    """A flat view of the output region for ``chunk``, or None if it is not contiguous."""
+    region = out[(*chunk.out_index, Ellipsis)]
+    flags = region.flags
+    if not (flags.f_contiguous if order == "F" else flags.c_contiguous):
+        return None
+    return region.reshape(-1, order=order)
+
+
+def execute(
+    plan: ReadPlan,
+    source: ByteSource,
+    scaling: Scaling | None = None,
+    raw: bool = False,
+) -> np.ndarray:
+    """Read ``plan`` from ``source``: a new native-order array of ``plan.out_shape``.
+
+    Values are scaled by ``scaling`` unless ``raw`` is True (stored values, native order).
+    """
+    layout = plan.layout
+    scaling = Scaling() if scaling is None or raw else scaling
+    out_dtype = scaling.out_dtype(layout.dtype)
+    out = np.empty(plan.out_shape, out_dtype, order=layout.order)
+    if plan.strategy == "empty" or out.size == 0:
+        return out
+    direct = (
+        plan.strategy == "pread"
+        and plan.post_is_trivial
+        and out_dtype == layout.dtype
+        and scaling.is_identity
+    )
+    for chunk in plan.chunks():
+        if direct:
+            target = _direct_target(out, chunk, layout.order)
+            if target is not None:
+                _read_box_into(layout, chunk.box, source, target)
+                continue
+        values = read_box(layout, chunk.box, source, plan.strategy)[chunk.post]
+        scaling.apply(values, out[(*chunk.out_index, Ellipsis)])
+    return out

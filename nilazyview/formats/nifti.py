@@ -1,0 +1,269 @@
+"""Parse and build NIfTI-1, NIfTI-2 and Analyze 7.5 headers.
+
+Everything here works on bytes already read; file handling lives in ``io``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from ..errors import HeaderError, UnsupportedFormatError
+from ..header import Extension, Header
+from ..scaling import Scaling
+from . import affines
+from .datatypes import code_for_dtype, dtype_for_code
+from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC
+
+#: Largest total size of header extensions we read (bytes).
+MAX_EXTENSION_BYTES = 256 * 2**20
+SINGLE_OFFSET = {"nifti1": 352, "nifti2": 544}
+
+
+def sniff(block: bytes, path: str) -> tuple[str, str]:
+    """(kind, endian) of a header block: kind is "nifti1", "nifti2" or "analyze"."""
+    if len(block) < 348:
+        raise HeaderError(f"{path}: file too short for a header ({len(block)} bytes, need 348)")
+    for endian in "<>":
+        (size,) = struct.unpack(endian + "i", block[:4])
+        if size == 348:
+            magic = block[344:347]
+            if magic in (b"n+1", b"ni1") and block[347:348] == b"\x00":
+                return "nifti1", endian
+            if magic in (b"n+2", b"ni2"):
+                raise HeaderError(f"{path}: NIfTI-2 magic in a 348-byte header ('sizeof_hdr')")
+            return "analyze", endian
+        if size == 540:
+            if len(block) < 540:
+                raise HeaderError(f"{path}: NIfTI-2 header truncated at {len(block)} bytes")
+            return "nifti2", endian
+    (le,) = struct.unpack("<i", block[:4])
+    raise UnsupportedFormatError(
+        f"{path}: not a NIfTI or Analyze header (field 'sizeof_hdr' is {le}, expected 348 or 540)"
+    )
+
+
+def parse_header(block: bytes, path: str, single: bool) -> Header:
+    """Header from its binary block; checks magic against single-file or pair storage."""
+    kind, endian = sniff(block, path)
+    dt = DTYPES[kind].newbyteorder(endian)
+    rec = np.frombuffer(block[: dt.itemsize], dt).reshape(())
+    if kind != "analyze":
+        want = (SINGLE_MAGIC if single else PAIR_MAGIC)[kind]
+        magic = bytes(rec["magic"][()])
+        if magic != want and not (kind == "nifti2" and magic.rstrip(b"\x00") == want[:3]):
+            where = "single file" if single else "header/image pair"
+            raise HeaderError(f"{path}: field 'magic' is {magic!r}, not valid for a {where}")
+    elif single:
+        raise UnsupportedFormatError(f"{path}: an Analyze header needs a separate .img file")
+    return Header(rec, kind)
+
+
+def parse_header_record(block: bytes, kind: str) -> Header:
+    """Header of a known ``kind`` from its bytes (as pickled), no magic checks."""
+    endian = "<" if struct.unpack("<i", block[:4])[0] == DTYPES[kind].itemsize else ">"
+    dt = DTYPES[kind].newbyteorder(endian)
+    return Header(np.frombuffer(block[: dt.itemsize], dt).reshape(()), kind)
+
+
+def shape_of(hdr: Header, path: str) -> tuple[int, ...]:
+    dim = [int(d) for d in hdr["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise HeaderError(f"{path}: field 'dim' has dim[0]={dim[0]}, must be 1..7")
+    shape = tuple(dim[1 : dim[0] + 1])
+    if any(n < 0 for n in shape):
+        raise HeaderError(f"{path}: field 'dim' has a negative size {shape}")
+    return shape
+
+
+def stored_dtype(hdr: Header, path: str) -> np.dtype:
+    return dtype_for_code(hdr["datatype"], hdr.endian, path, analyze=hdr.kind == "analyze")
+
+
+def data_offset(hdr: Header, path: str, single: bool) -> int:
+    """Byte offset of the data in the data file (``vox_offset``, checked)."""
+    off = float(hdr["vox_offset"])
+    if not math.isfinite(off) or off < 0 or off != int(off):
+        raise HeaderError(f"{path}: field 'vox_offset' is {off}, not a non-negative integer")
+    off = int(off)
+    if single:
+        minimum = SINGLE_OFFSET[hdr.kind]
+        if off == 0:
+            return minimum
+        if off < minimum:
+            raise HeaderError(
+                f"{path}: field 'vox_offset' is {off}, below the header end {minimum}"
+            )
+    return off
+
+
+def scaling_of(hdr: Header) -> Scaling:
+    if hdr["datatype"] in (128, 2304):
+        return Scaling()
+    sc = Scaling.from_header(hdr["scl_slope"], hdr["scl_inter"])
+    if hdr.kind == "analyze" and sc.is_identity and float(hdr["scl_slope"]) != 1.0:
+        # SPM2: no usable slope; derive one from the gl/cal ranges when both are set
+        g = int(hdr["glmax"]) - int(hdr["glmin"])
+        c = float(hdr["cal_max"]) - float(hdr["cal_min"])
+        if g and c:
+            slope = c / g
+            return Scaling(slope, float(hdr["cal_min"]) - slope * int(hdr["glmin"]))
+    return sc
+
+
+def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
+    """Voxel-to-world affine by the NIfTI rules (sform, else qform, else pixdim)."""
+    pixdim = np.asarray(hdr["pixdim"], dtype=np.float64)
+    if hdr.kind == "analyze":
+        dims = np.ones(3)
+        dims[: min(3, len(shape))] = shape[:3]
+        origin = np.asarray(hdr["origin"][:3], dtype=np.float64)
+        if np.any(origin) and np.all(origin > -dims) and np.all(origin < dims * 2):
+            return affines.base_affine(dims, pixdim[1:4], origin - 1)
+        return affines.base_affine(dims, pixdim[1:4])
+    if hdr["sform_code"] > 0:
+        return affines.sform_affine(hdr["srow_x"], hdr["srow_y"], hdr["srow_z"])
+    if hdr["qform_code"] > 0:
+        quat = (hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"])
+        offs = (hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"])
+        return affines.qform_affine(quat, offs, pixdim)
+    return affines.base_affine(shape, pixdim[1 : len(shape) + 1])
+
+
+def parse_extensions(block: bytes, endian: str, path: str) -> list[Extension]:
+    """Extensions from the bytes after the 4-byte extender (empty if the flag is unset)."""
+    if len(block) < 4 or block[0] == 0:
+        return []
+    if len(block) - 4 > MAX_EXTENSION_BYTES:
+        raise HeaderError(f"{path}: header extensions exceed {MAX_EXTENSION_BYTES} bytes")
+    out, pos = [], 4
+    while len(block) - pos >= 8:
+        esize, ecode = struct.unpack(endian + "ii", block[pos : pos + 8])
+        if esize == 0 and ecode == 0:
+            break  # zero padding after the last extension
+        if esize < 8 or pos + esize > len(block):
+            raise HeaderError(
+                f"{path}: header extension at byte {348 + pos} has invalid esize {esize}"
+            )
+        out.append(Extension(int(ecode), bytes(block[pos + 8 : pos + esize]).rstrip(b"\x00")))
+        pos += esize
+    return out
+
+
+# --- building headers for saving -------------------------------------------------
+
+
+def _extension_bytes(exts: list[Extension], endian: str) -> bytes:
+    if not exts:
+        return b"\x00\x00\x00\x00"
+    parts = [b"\x01\x00\x00\x00"]
+    for ext in exts:
+        size = 8 + len(ext.content)
+        size += -size % 16
+        parts.append(struct.pack(endian + "ii", size, ext.code))
+        parts.append(ext.content.ljust(size - 8, b"\x00"))
+    return b"".join(parts)
+
+
+def _set_affine(rec: np.ndarray, affine: np.ndarray, old: np.ndarray | None) -> None:
+    """Store ``affine`` as sform (and qform where it is a rotation and zooms)."""
+    if old is not None and np.array_equal(old, affine):
+        return
+    affine = np.asarray(affine, dtype=np.float64)
+    rec["srow_x"], rec["srow_y"], rec["srow_z"] = affine[0], affine[1], affine[2]
+    rec["sform_code"] = rec["sform_code"] or 2
+    quat, offset, zooms, qfac = affines.affine_to_qform(affine)
+    rec["quatern_b"], rec["quatern_c"], rec["quatern_d"] = quat
+    rec["qoffset_x"], rec["qoffset_y"], rec["qoffset_z"] = offset
+    rec["pixdim"][0] = qfac
+    rec["pixdim"][1:4] = zooms
+    rec["qform_code"] = rec["qform_code"] or (rec["sform_code"] if rec["sform_code"] else 2)
+
+
+_CARRIED = (
+    "descrip",
+    "aux_file",
+    "xyzt_units",
+    "intent_code",
+    "intent_p1",
+    "intent_p2",
+    "intent_p3",
+    "intent_name",
+    "cal_max",
+    "cal_min",
+    "slice_duration",
+    "toffset",
+    "dim_info",
+    "slice_code",
+    "slice_start",
+    "slice_end",
+    "qform_code",
+    "sform_code",
+    "quatern_b",
+    "quatern_c",
+    "quatern_d",
+    "qoffset_x",
+    "qoffset_y",
+    "qoffset_z",
+    "srow_x",
+    "srow_y",
+    "srow_z",
+)
+
+
+def build_header(
+    src: Header | None,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    affine: np.ndarray,
+    scaling: Scaling,
+    single: bool,
+    src_affine: np.ndarray | None = None,
+) -> tuple[bytes, int]:
+    """(header bytes incl. extender and extensions, data offset) for a NIfTI file.
+
+    NIfTI-1 unless a dimension exceeds int16, then NIfTI-2. Fields of ``src``
+    carry over; the data fields (dim, datatype, offset, scaling) are set anew
+    and the affine is stored only when it differs from ``src_affine``.
+    """
+    kind = "nifti2" if max(shape, default=1) > 32767 or len(shape) > 7 else "nifti1"
+    if len(shape) > 7:
+        raise UnsupportedFormatError(f"NIfTI holds at most 7 dimensions, not {len(shape)}")
+    dtype = np.dtype(dtype)
+    endian = ">" if dtype.byteorder == ">" else "<"
+    rec = np.zeros((), DTYPES[kind].newbyteorder(endian))
+    if src is not None and src.kind == kind and src.endian == endian:
+        rec[...] = src.record
+    elif src is not None:
+        for name in _CARRIED:
+            if name in src and name in rec.dtype.names:
+                rec[name] = src[name]
+        rec["pixdim"][: len(src["pixdim"])] = src["pixdim"]
+        if src.kind == "analyze":
+            src_affine = None  # no sform/qform to carry: always store the affine
+    rec["sizeof_hdr"] = DTYPES[kind].itemsize
+    rec["magic"] = (SINGLE_MAGIC if single else PAIR_MAGIC)[kind]
+    rec["dim"] = 1
+    rec["dim"][0] = len(shape)
+    rec["dim"][1 : len(shape) + 1] = shape
+    if float(rec["pixdim"][0]) not in (-1.0, 1.0):
+        rec["pixdim"][0] = 1.0
+    zeros = rec["pixdim"][1 : len(shape) + 1] == 0
+    rec["pixdim"][1 : len(shape) + 1][zeros] = 1.0
+    rec["datatype"] = code_for_dtype(dtype)
+    rec["bitpix"] = dtype.itemsize * 8
+    rec["scl_slope"], rec["scl_inter"] = (
+        (np.nan, np.nan) if scaling.is_identity else (scaling.slope, scaling.inter)
+    )
+    _set_affine(rec, affine, src_affine)
+    exts = _extension_bytes(src.extensions if src is not None else [], endian)
+    head = rec.tobytes() + exts
+    offset = 0
+    if single:
+        offset = len(head) + (-len(head) % 16)
+        head = head.ljust(offset, b"\x00")
+    rec["vox_offset"] = offset
+    head = rec.tobytes() + head[rec.dtype.itemsize :]
+    return head, offset

@@ -1,0 +1,188 @@
+"""Image: a proxy or in-memory array with its affine and header (BIAP1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DirtyImageError, ImageFileError
+from .header import Header
+from .proxy import ArrayProxy
+from .slicecopy import SliceCopy
+from .sources import FileIdentity
+
+_PICKLED_EXTENSION_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What defined the file at load: header bytes, affine, extension digests, identity."""
+
+    header: bytes
+    affine: np.ndarray
+    extensions: tuple[str, ...]
+    identity: dict[str, FileIdentity]
+
+    @classmethod
+    def take(cls, header: Header, affine: np.ndarray, identity: dict[str, FileIdentity]):
+        return cls(
+            bytes(header),
+            np.array(affine, copy=True),
+            tuple(e.digest() for e in header.extensions),
+            dict(identity),
+        )
+
+
+class Image:
+    """A neuroimaging volume: data (proxied or in memory), affine and header.
+
+    Parameters
+    ----------
+    data : array_like
+        Voxel array for an image made in memory.
+    affine : (4, 4) array_like, optional
+        Voxel-to-world transform; identity by default.
+    header : Header, optional
+        Header to carry into saved files.
+
+    Notes
+    -----
+    Use :func:`nilazyview.load` for images from files. ``is_proxy`` is True
+    while no voxel data is held; ``dirty`` is True when the in-memory data may
+    differ from the file (set by :meth:`get_data`, clearable by the user).
+    """
+
+    def __init__(self, data, affine=None, header: Header | None = None):
+        self._data: np.ndarray | None = np.asanyarray(data)
+        self.proxy: ArrayProxy | None = None
+        self.affine = np.eye(4) if affine is None else np.array(affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, not {self.affine.shape}")
+        self.header = header
+        self.filename: str | None = None
+        self.files: dict[str, str] = {}
+        self.snapshot: Snapshot | None = None
+        self.dirty = True
+        self.slicecopy = SliceCopy(self)
+
+    @classmethod
+    def from_proxy(
+        cls,
+        proxy: ArrayProxy,
+        affine: np.ndarray,
+        header: Header,
+        filename: str,
+        files: dict[str, str],
+        identity: dict[str, FileIdentity],
+    ) -> Image:
+        """A proxied image of a file (used by the format loaders)."""
+        img = cls.__new__(cls)
+        img._data = None
+        img.proxy = proxy
+        img.affine = np.array(affine, dtype=np.float64)
+        img.header = header
+        img.filename = filename
+        img.files = dict(files)
+        img.snapshot = Snapshot.take(header, img.affine, identity)
+        img.dirty = False
+        img.slicecopy = SliceCopy(img)
+        return img
+
+    # --- array facts -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape) if self._data is not None else self.proxy.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Type of the data :meth:`get_data` returns (scaled, native order)."""
+        return self._data.dtype if self._data is not None else self.proxy.dtype
+
+    @property
+    def is_proxy(self) -> bool:
+        """True while the voxel data has not been loaded into memory."""
+        return self._data is None
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
+
+    # --- data --------------------------------------------------------------------
+    def get_data(self) -> np.ndarray:
+        """The whole (scaled) array, loaded once and cached.
+
+        The image becomes dirty: the caller may now change the array.
+        """
+        if self._data is None:
+            self._data = self.proxy.read()
+        self.dirty = True
+        return self._data
+
+    @property
+    def data(self) -> np.ndarray:
+        """Same as :meth:`get_data`."""
+        return self.get_data()
+
+    def uncache(self, force: bool = False) -> None:
+        """Drop the in-memory array and go back to reading from the file.
+
+        Raises :class:`DirtyImageError` if the image is dirty, unless ``force``.
+        """
+        if self.proxy is None:
+            raise ImageFileError("this image was made in memory: there is no file to go back to")
+        if self.dirty and not force:
+            raise DirtyImageError(
+                "image is dirty (its data may have changed since loading); save it, set "
+                "img.dirty = False if it is unchanged, or call uncache(force=True) to discard"
+            )
+        self._data = None
+        self.dirty = False
+
+    # --- identity ----------------------------------------------------------------
+    def __repr__(self) -> str:
+        state = "proxy" if self.is_proxy else ("dirty" if self.dirty else "in memory")
+        src = f" {self.filename!r}" if self.filename else ""
+        return f"<nilazyview.Image{src} shape={self.shape} dtype={self.dtype} ({state})>"
+
+    def __getstate__(self) -> dict:
+        exts = self.header.extensions if self.header is not None else []
+        small = sum(len(e.content) for e in exts) <= _PICKLED_EXTENSION_BYTES
+        keep_data = self._data is not None and (self.dirty or self.proxy is None)
+        return {
+            "data": self._data if keep_data else None,
+            "proxy": self.proxy,
+            "affine": self.affine,
+            "header": None if self.header is None else (bytes(self.header), self.header.kind),
+            "extensions": exts if small or keep_data else None,
+            "filename": self.filename,
+            "files": self.files,
+            "snapshot": self.snapshot,
+            "dirty": self.dirty,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        from .formats.nifti import parse_header_record
+
+        self._data = state["data"]
+        self.proxy = state["proxy"]
+        self.affine = state["affine"]
+        self.header = None
+        if state["header"] is not None:
+            block, kind = state["header"]
+            self.header = parse_header_record(block, kind)
+            exts = state["extensions"]
+            if exts is None:
+                from .io.load import read_extensions
+
+                exts = read_extensions(self.files)
+            self.header.extensions = list(exts)
+        self.filename = state["filename"]
+        self.files = state["files"]
+        self.snapshot = state["snapshot"]
+        self.dirty = state["dirty"]
+        self.slicecopy = SliceCopy(self)

@@ -1,0 +1,116 @@
+"""``load``: parse the header and affine, set up a proxy; read no voxel."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import HeaderError, TruncatedDataError
+from ..formats import nifti
+from ..header import Extension, Header
+from ..image import Image
+from ..layout import DiskLayout
+from ..proxy import ArrayProxy
+from ..sources import ByteSource, FileSource, GzipSource, open_source
+from .paths import FileNames, names_for_reading
+
+#: Deflate cannot expand data more than about 1032:1; more is a corrupt header.
+GZIP_MAX_RATIO = 1032
+
+
+def _read_header(source: ByteSource, names: FileNames) -> Header:
+    block = source.read_bytes(0, 544)
+    return nifti.parse_header(block, names.header, single=names.single)
+
+
+def _extensions(source: ByteSource, hdr: Header, names: FileNames, data_offset: int):
+    start = nifti.DTYPES[hdr.kind].itemsize
+    flag = source.read_bytes(start, 4)
+    if len(flag) < 4 or flag[0] == 0:
+        return []
+    stop = data_offset if names.single else None
+    if stop is None:
+        size = _stream_size(source)
+        stop = size if size is not None else start + 4 + nifti.MAX_EXTENSION_BYTES + 1
+    if stop - start - 4 > nifti.MAX_EXTENSION_BYTES:
+        raise HeaderError(
+            f"{names.header}: header extensions would take {stop - start - 4} bytes, "
+            f"more than the limit of {nifti.MAX_EXTENSION_BYTES}"
+        )
+    block = source.read_bytes(start, max(0, stop - start))
+    return nifti.parse_extensions(block, hdr.endian, names.header)
+
+
+def _stream_size(source: ByteSource) -> int | None:
+    if isinstance(source, FileSource):
+        return source.identity.size if source.identity else os.path.getsize(source.path)
+    return None
+
+
+def _check_data_fits(source: ByteSource, layout: DiskLayout, path: str) -> None:
+    end = layout.offset + layout.nbytes
+    if isinstance(source, GzipSource):
+        compressed = source.identity.size if source.identity else os.path.getsize(path)
+        if layout.nbytes > GZIP_MAX_RATIO * compressed + 2**20:
+            raise TruncatedDataError(
+                f"{path}: header declares {layout.nbytes} bytes of data; a gzip stream of "
+                f"{compressed} bytes cannot hold that many"
+            )
+        return
+    size = _stream_size(source)
+    if size is not None and end > size:
+        raise TruncatedDataError(
+            f"{path}: header declares data up to byte {end} (vox_offset {layout.offset} + "
+            f"{layout.nbytes}), but the file has {size} bytes"
+        )
+
+
+def read_extensions(files: dict[str, str]) -> list[Extension]:
+    """Re-read the extensions of an image's files (after unpickling)."""
+    names = FileNames(files["header"], files["image"])
+    src = open_source(names.header)
+    try:
+        hdr = _read_header(src, names)
+        return _extensions(src, hdr, names, nifti.data_offset(hdr, names.header, names.single))
+    finally:
+        src.close()
+
+
+def load(path: str | os.PathLike) -> Image:
+    """Open an image file as a proxy: parses the header and affine, reads no voxel.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz``, ``.hdr``/``.img`` (either member, optionally gzipped).
+        NIfTI-1, NIfTI-2 and Analyze 7.5 (SPM flavour).
+
+    Returns
+    -------
+    Image
+        A proxied image (``is_proxy`` True, ``dirty`` False).
+    """
+    path = os.fspath(path)
+    names = names_for_reading(path)
+    for p in {names.header, names.image}:
+        if not os.path.exists(p):
+            raise FileNotFoundError(2, "No such file", p)
+    hsrc = open_source(names.header)
+    hdr = _read_header(hsrc, names)
+    shape = nifti.shape_of(hdr, names.header)
+    dtype = nifti.stored_dtype(hdr, names.header)
+    offset = nifti.data_offset(hdr, names.header, names.single)
+    hdr.extensions = _extensions(hsrc, hdr, names, offset)
+    dsrc = hsrc if names.single else open_source(names.image)
+    if not names.single:
+        hsrc.close()
+    layout = DiskLayout(shape, dtype, offset, "F")
+    _check_data_fits(dsrc, layout, names.image)
+    proxy = ArrayProxy(layout, dsrc, nifti.scaling_of(hdr))
+    identity = {"header": hsrc.identity, "image": dsrc.identity}
+    affine = nifti.affine_of(hdr, shape)
+    return Image.from_proxy(
+        proxy, affine, hdr, path, {"header": names.header, "image": names.image}, identity
+    )
+
+
+__all__ = ["load", "read_extensions"]

@@ -1,0 +1,68 @@
+"""Where an array lives in a byte stream: shape, dtype, offset and axis order."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DiskLayout:
+    """An n-dimensional array stored contiguously in a byte stream.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape as the user indexes it.
+    dtype : numpy.dtype
+        On-disk element type, byte order included.
+    offset : int
+        Byte offset of the first element.
+    order : {"F", "C"}
+        "F" when the first axis varies fastest on disk (NIfTI, Analyze),
+        "C" when the last one does (MINC).
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int = 0
+    order: Literal["F", "C"] = "F"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if self.order not in ("F", "C"):
+            raise ValueError(f"order must be 'F' or 'C', not {self.order!r}")
+        if any(n < 0 for n in self.shape) or self.offset < 0:
+            raise ValueError("shape and offset must be non-negative")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def storage_axes(self) -> tuple[int, ...]:
+        """Axes from fastest- to slowest-varying on disk."""
+        axes = tuple(range(self.ndim))
+        return axes if self.order == "F" else axes[::-1]
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Byte stride of each axis (in axis order, not storage order)."""
+        strides = [0] * self.ndim
+        step = self.dtype.itemsize
+        for ax in self.storage_axes:
+            strides[ax] = step
+            step *= self.shape[ax]
+        return tuple(strides)
