@@ -13,6 +13,7 @@ from .errors import (
     TruncatedDataError,
     UnsupportedFormatError,
 )
+from .handoff import HandoffPath, as_file, release
 from .header import Extension, Header
 from .image import Image
 from .io.load import load
@@ -22,10 +23,22 @@ from .plan import ReadHeuristic, ReadPlan, plan_read
 
 __version__ = "0.1.0"
 
+
+def view(obj, **kwargs):
+    """Open a slice viewer widget on a path, Image, nibabel image or array.
+
+    Needs the ``viewer`` extra (ipywidgets, matplotlib); see :mod:`nilazyview.viewer`.
+    """
+    from .viewer import view as _view
+
+    return _view(obj, **kwargs)
+
+
 __all__ = [
     "DirtyImageError",
     "DiskLayout",
     "Extension",
+    "HandoffPath",
     "Header",
     "HeaderError",
     "Image",
@@ -35,7 +48,10 @@ __all__ = [
     "StaleFileError",
     "TruncatedDataError",
     "UnsupportedFormatError",
+    "as_file",
     "load",
     "plan_read",
+    "release",
     "save",
+    "view",
 ]

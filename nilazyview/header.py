@@ -16,10 +16,10 @@ class Extension:
     code: int
     content: bytes
 
-    def digest(self) -> str:
-        return hashlib.sha256(
-            self.code.to_bytes(4, "little", signed=True) + self.content
-        ).hexdigest()
+    def digest(self) -> bytes:
+        """A 16-byte digest of code and content."""
+        head = self.code.to_bytes(4, "little", signed=True)
+        return hashlib.blake2b(head + self.content, digest_size=16).digest()
 
 
 class Header(MutableMapping):

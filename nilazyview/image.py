@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,23 +16,45 @@ from .sources import FileIdentity
 _PICKLED_EXTENSION_BYTES = 1024
 
 
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What defined the file at load: header bytes, affine, extension digests, identity."""
+    """What defined the files at load: digests of header, affine and extensions, identities.
+
+    Digests, not copies: an extension can be megabytes, and snapshots travel in pickles.
+    """
 
     header: bytes
-    affine: np.ndarray
-    extensions: tuple[str, ...]
+    affine: bytes
+    extensions: bytes
     identity: dict[str, FileIdentity]
 
     @classmethod
     def take(cls, header: Header, affine: np.ndarray, identity: dict[str, FileIdentity]):
-        return cls(
-            bytes(header),
-            np.array(affine, copy=True),
-            tuple(e.digest() for e in header.extensions),
-            dict(identity),
-        )
+        return cls(*state_digests(header, affine), dict(identity))
+
+
+def state_digests(header: Header | None, affine: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """Digests of the header fields, the affine and the extensions, as they are now."""
+    if header is None:
+        return b"", _digest(np.asarray(affine, np.float64).tobytes()), b""
+    exts = b"".join(e.digest() for e in header.extensions)
+    return (
+        _digest(bytes(header)),
+        _digest(np.ascontiguousarray(affine, np.float64).tobytes()),
+        _digest(exts),
+    )
+
+
+def default_chunks(shape: tuple[int, ...], itemsize: int, target: int = 64 * 2**20) -> tuple:
+    """Dask chunks: whole along all axes but the last (slowest on disk), ~``target`` bytes."""
+    if not shape:
+        return ()
+    plane = max(1, int(np.prod(shape[:-1], dtype=np.int64)) * itemsize)
+    return (*shape[:-1], max(1, min(shape[-1], target // plane)))
 
 
 class Image:
@@ -65,6 +88,7 @@ class Image:
         self.snapshot: Snapshot | None = None
         self.dirty = True
         self.slicecopy = SliceCopy(self)
+        self._handoff = None
 
     @classmethod
     def from_proxy(
@@ -87,6 +111,7 @@ class Image:
         img.snapshot = Snapshot.take(header, img.affine, identity)
         img.dirty = False
         img.slicecopy = SliceCopy(img)
+        img._handoff = None
         return img
 
     # --- array facts -------------------------------------------------------------
@@ -143,6 +168,49 @@ class Image:
         self._data = None
         self.dirty = False
 
+    def _reload(self, filename: str, snapshot: Snapshot, dirty: bool) -> None:
+        from .errors import StaleFileError
+        from .io.load import load
+
+        fresh = load(filename)
+        if fresh.snapshot.identity != snapshot.identity:
+            raise StaleFileError(f"{filename}: file changed on disk since the image was pickled")
+        self.__dict__.update(fresh.__dict__)
+        self.slicecopy = SliceCopy(self)
+        self.snapshot, self.dirty = snapshot, dirty
+
+    def to_dask(self, chunks=None):
+        """A ``dask.array`` whose tasks read their blocks through the proxy.
+
+        Parameters
+        ----------
+        chunks : optional
+            Dask chunk spec; default: whole along all but the slowest on-disk
+            axis, about 64 MiB per chunk.
+
+        Notes
+        -----
+        The graph holds the proxy (a few hundred bytes pickled), not the data;
+        workers open the file by its path, so it must be visible to them at the
+        same path (a shared filesystem). An in-memory image gives its array.
+        """
+        import dask.array as da
+
+        if chunks is None:
+            chunks = default_chunks(self.shape, self.dtype.itemsize)
+        if self._data is not None or self.proxy is None:
+            return da.from_array(self._data, chunks=chunks)
+        meta = np.empty((0,) * self.ndim, self.dtype)
+        name = (
+            "nilazyview-"
+            + hashlib.blake2b(
+                repr((self.proxy.source.path, self.snapshot)).encode(), digest_size=8
+            ).hexdigest()
+        )
+        return da.from_array(
+            self.proxy, chunks=chunks, asarray=False, fancy=False, lock=False, meta=meta, name=name
+        )
+
     # --- identity ----------------------------------------------------------------
     def __repr__(self) -> str:
         state = "proxy" if self.is_proxy else ("dirty" if self.dirty else "in memory")
@@ -150,6 +218,15 @@ class Image:
         return f"<nilazyview.Image{src} shape={self.shape} dtype={self.dtype} ({state})>"
 
     def __getstate__(self) -> dict:
+        if (
+            self._data is None
+            and self.filename is not None
+            and self.snapshot is not None
+            and state_digests(self.header, self.affine)
+            == (self.snapshot.header, self.snapshot.affine, self.snapshot.extensions)
+        ):
+            # clean proxy: the file itself holds everything; reopen it on the other side
+            return {"reload": (self.filename, self.snapshot, self.dirty)}
         exts = self.header.extensions if self.header is not None else []
         small = sum(len(e.content) for e in exts) <= _PICKLED_EXTENSION_BYTES
         keep_data = self._data is not None and (self.dirty or self.proxy is None)
@@ -167,6 +244,10 @@ class Image:
 
     def __setstate__(self, state: dict) -> None:
         from .formats.nifti import parse_header_record
+
+        if "reload" in state:
+            self._reload(*state["reload"])
+            return
 
         self._data = state["data"]
         self.proxy = state["proxy"]
@@ -186,3 +267,4 @@ class Image:
         self.snapshot = state["snapshot"]
         self.dirty = state["dirty"]
         self.slicecopy = SliceCopy(self)
+        self._handoff = None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 from ..errors import HeaderError, TruncatedDataError
-from ..formats import nifti
+from ..formats import nifti, spm
 from ..header import Extension, Header
 from ..image import Image
 from ..layout import DiskLayout
 from ..proxy import ArrayProxy
-from ..sources import ByteSource, FileSource, GzipSource, open_source
+from ..sources import ByteSource, FileIdentity, FileSource, GzipSource, open_source
 from .paths import FileNames, names_for_reading
 
 #: Deflate cannot expand data more than about 1032:1; more is a corrupt header.
@@ -107,10 +107,15 @@ def load(path: str | os.PathLike) -> Image:
     _check_data_fits(dsrc, layout, names.image)
     proxy = ArrayProxy(layout, dsrc, nifti.scaling_of(hdr))
     identity = {"header": hsrc.identity, "image": dsrc.identity}
+    files = {"header": names.header, "image": names.image}
     affine = nifti.affine_of(hdr, shape)
-    return Image.from_proxy(
-        proxy, affine, hdr, path, {"header": names.header, "image": names.image}, identity
-    )
+    if hdr.kind == "analyze" and spm.has_mat(names.header):
+        mat = spm.mat_path(names.header)
+        files["mat"], identity["mat"] = mat, FileIdentity.of(mat)
+        mat_affine = spm.read_mat_affine(mat)
+        if mat_affine is not None:
+            affine = mat_affine
+    return Image.from_proxy(proxy, affine, hdr, path, files, identity)
 
 
 __all__ = ["load", "read_extensions"]

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..formats import nifti
+from ..formats import nifti, spm
 from ..image import Image
 from ..scaling import Scaling
 from .atomic import atomic_write
@@ -62,14 +62,18 @@ def _copy_stored(out: BinaryIO, img: Image) -> None:
         done += n
 
 
-def save(img: Image, path: str | os.PathLike, compresslevel: int = 1) -> str:
+def save(
+    img: Image, path: str | os.PathLike, compresslevel: int = 1, file_mode: int | None = None
+) -> str:
     """Save ``img`` as NIfTI, atomically.
 
     The extension picks the layout: ``.nii`` (single file), ``.hdr``/``.img``
     (pair), either with ``.gz``. NIfTI-2 is written only when a dimension does
     not fit NIfTI-1. In-memory data is written as it is (unscaled); a proxied
     image's stored bytes and scaling are copied without loading the array.
-    Saving over the file the image came from is safe.
+    Saving over the file the image came from is safe. ``file_mode`` sets the
+    permission bits of new files (default: those of the file replaced, or 0o666
+    less the umask).
 
     Returns
     -------
@@ -100,13 +104,18 @@ def save(img: Image, path: str | os.PathLike, compresslevel: int = 1) -> str:
             _copy_stored(out, img)
 
     if names.single:
-        with atomic_write(names.image) as f, _maybe_gzip(f, split_ext(path)[2], compresslevel) as g:
+        with (
+            atomic_write(names.image, file_mode) as f,
+            _maybe_gzip(f, split_ext(path)[2], compresslevel) as g,
+        ):
             g.write(head)
             write_data(g)
     else:
         gz = split_ext(names.image)[2]
-        with atomic_write(names.image) as f, _maybe_gzip(f, gz, compresslevel) as g:
+        with atomic_write(names.image, file_mode) as f, _maybe_gzip(f, gz, compresslevel) as g:
             write_data(g)
-        with atomic_write(names.header) as f, _maybe_gzip(f, gz, compresslevel) as g:
+        with atomic_write(names.header, file_mode) as f, _maybe_gzip(f, gz, compresslevel) as g:
             g.write(head)
+        if "mat" in img.files:  # an SPM image: keep its affine where SPM looks for it
+            spm.write_mat_affine(spm.mat_path(names.header), img.affine, file_mode)
     return names.header

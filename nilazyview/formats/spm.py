@@ -1,0 +1,81 @@
+"""SPM's ``.mat`` sidecar: the voxel-to-world affine stored beside an Analyze pair.
+
+SPM's ``mat`` maps 1-based voxel indices to world; ``M`` (SPM99) lacks the x flip.
+Reading needs scipy (the ``spm`` extra).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+
+from ..errors import HeaderError
+from ..io.atomic import atomic_write
+from ..io.paths import split_ext
+
+_FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
+_TO_111 = np.eye(4)
+_TO_111[:3, 3] = 1
+
+
+def mat_path(header_path: str) -> str:
+    """The ``.mat`` file that belongs to an Analyze header/image pair."""
+    return split_ext(header_path)[0] + ".mat"
+
+
+def read_mat_affine(path: str) -> np.ndarray | None:
+    """Affine (0-based voxels) from an SPM ``.mat``, or None to use the header's.
+
+    Falls back (with a warning) when scipy is missing, the file is unreadable or it
+    holds no 4x4 ``mat``/``M``; raises :class:`HeaderError` when it is corrupt.
+    """
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        warnings.warn(f"{path}: scipy is not installed; ignoring the SPM .mat affine", stacklevel=3)
+        return None
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        warnings.warn(
+            f"{path}: cannot read SPM .mat ({exc}); using the header affine", stacklevel=3
+        )
+        return None
+    try:
+        mats = loadmat(io.BytesIO(raw))
+    except Exception as exc:  # scipy raises many types for corrupt files
+        raise HeaderError(f"{path}: corrupt SPM .mat file: {exc}") from exc
+    if "mat" in mats:
+        mat = np.asarray(mats["mat"], dtype=np.float64)
+        if mat.ndim > 2:
+            mat = mat[:, :, 0]
+    elif "M" in mats:
+        mat = _FLIP @ np.asarray(mats["M"], dtype=np.float64)
+    else:
+        warnings.warn(f"{path}: no 'mat' or 'M' in SPM .mat; using the header affine", stacklevel=3)
+        return None
+    if mat.shape != (4, 4) or not np.all(np.isfinite(mat)):
+        warnings.warn(
+            f"{path}: SPM 'mat' is not a finite 4x4; using the header affine", stacklevel=3
+        )
+        return None
+    return mat @ _TO_111
+
+
+def write_mat_affine(path: str, affine: np.ndarray, mode: int | None = None) -> None:
+    """Write ``affine`` as SPM's ``mat`` (and ``M``) into ``path``, atomically."""
+    from scipy.io import savemat
+
+    mat = np.asarray(affine, dtype=np.float64) @ np.linalg.inv(_TO_111)
+    buf = io.BytesIO()
+    savemat(buf, {"M": _FLIP @ mat, "mat": mat}, format="4")
+    with atomic_write(path, mode) as f:
+        f.write(buf.getvalue())
+
+
+def has_mat(header_path: str) -> bool:
+    return os.path.exists(mat_path(header_path))

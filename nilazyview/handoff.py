@@ -1,0 +1,229 @@
+"""``as_file``: hand an image to a tool that wants a filename, saving only if needed (BIAP1)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+
+import numpy as np
+
+from .errors import ImageFileError
+from .image import Image, state_digests
+from .io.paths import split_ext
+from .io.save import save
+from .sources import FileIdentity
+
+_EXTS = (".nii", ".nii.gz", ".hdr", ".hdr.gz")
+_lock = threading.Lock()
+_folder: str | None = None
+_VERIFY_CHUNK = 64 * 2**20
+
+
+class HandoffPath(str):
+    """A filename from :func:`as_file`; ``is_temporary`` says if it is a copy.
+
+    Use as a context manager to remove a temporary copy early::
+
+        with nlv.as_file(img) as path:
+            subprocess.run(["fslstats", path, "-M"])
+    """
+
+    is_temporary: bool = False
+    _owner: weakref.ref | None = None
+
+    def release(self) -> None:
+        """Remove the temporary copy now (no-op for an original file)."""
+        img = self._owner() if self._owner is not None else None
+        if img is not None and getattr(img, "_handoff", None) is not None:
+            _, path = img._handoff
+            if path == str(self):
+                img._handoff = None
+        if self.is_temporary:
+            _remove(str(self))
+
+    def __enter__(self) -> HandoffPath:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _made(path: str, temporary: bool, img: Image) -> HandoffPath:
+    out = HandoffPath(path)
+    out.is_temporary = temporary
+    out._owner = weakref.ref(img)
+    return out
+
+
+def temp_folder() -> str:
+    """The private (0700) folder of this process's temporary copies."""
+    global _folder
+    with _lock:
+        if _folder is None or not os.path.isdir(_folder):
+            base = os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
+            try:
+                _folder = tempfile.mkdtemp(prefix="nilazyview-", dir=base)
+            except OSError as exc:
+                raise ImageFileError(
+                    f"cannot create a temporary folder in {base!r}: {exc.strerror}; "
+                    "set NILAZYVIEW_TMPDIR to a writable folder"
+                ) from exc
+            atexit.register(shutil.rmtree, _folder, True)
+        return _folder
+
+
+def _remove(path: str) -> None:
+    stem, ext, gz = split_ext(path)
+    names = [path]
+    if ext in (".hdr", ".img"):
+        suffix = ".gz" if gz else ""
+        names = [stem + ".hdr" + suffix, stem + ".img" + suffix, stem + ".mat"]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def files_unchanged(img: Image) -> bool:
+    """True when the files on disk are still those ``img`` was loaded from."""
+    snap = img.snapshot
+    if snap is None:
+        return False
+    for key, ident in snap.identity.items():
+        if ident is None or key not in img.files:
+            return False
+        try:
+            if FileIdentity.of(img.files[key]).differences(ident):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def metadata_unchanged(img: Image) -> bool:
+    """True when header, affine and extensions equal their snapshots."""
+    snap = img.snapshot
+    if snap is None:
+        return False
+    return state_digests(img.header, img.affine) == (snap.header, snap.affine, snap.extensions)
+
+
+def is_unchanged(img: Image) -> bool:
+    """The :func:`as_file` test: not dirty, metadata as loaded, files as loaded."""
+    return (
+        img.filename is not None
+        and img.proxy is not None
+        and not img.dirty
+        and metadata_unchanged(img)
+        and files_unchanged(img)
+    )
+
+
+def data_matches_file(img: Image) -> bool:
+    """Compare the in-memory array with the file, chunk by chunk along the last axis."""
+    data, proxy = img._data, img.proxy
+    if data is None:
+        return True
+    if proxy is None or data.shape != proxy.shape or data.dtype != proxy.dtype:
+        return False
+    if data.ndim == 0:
+        return bool(np.array_equal(data, proxy.read(), equal_nan=data.dtype.kind in "fc"))
+    per = max(1, data[..., 0].nbytes)
+    step = max(1, _VERIFY_CHUNK // per)
+    nan = data.dtype.kind in "fc"
+    for i in range(0, data.shape[-1], step):
+        idx = (..., slice(i, i + step))
+        if not np.array_equal(data[idx], proxy.read(idx), equal_nan=nan):
+            return False
+    return True
+
+
+def _state_key(img: Image, ext: str) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in state_digests(img.header, img.affine):
+        h.update(part)
+    h.update(ext.encode())
+    if img._data is not None:
+        arr = np.ascontiguousarray(img._data)
+        h.update(str((arr.shape, arr.dtype.str)).encode())
+        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+    else:
+        h.update(repr(img.snapshot.identity if img.snapshot else None).encode())
+    return h.digest()
+
+
+def _default_ext(img: Image) -> str:
+    if not img.filename:
+        return ".nii"
+    _, ext, gz = split_ext(img.filename)
+    base = ".nii" if ext == ".nii" else ".hdr"
+    return base + (".gz" if gz else "")
+
+
+def as_file(img: Image, ext: str | None = None, verify: bool = False) -> HandoffPath:
+    """A filename an external tool can read for ``img``.
+
+    The original filename when the image came from a file, is not dirty, its
+    header, affine and extensions equal their snapshots and the file on disk is
+    still the one loaded; otherwise a temporary copy (atomic save, private
+    folder), reused while the image does not change and removed when the image
+    is garbage-collected or at exit.
+
+    Parameters
+    ----------
+    img : Image
+    ext : {".nii", ".nii.gz", ".hdr", ".hdr.gz"}, optional
+        Format of a temporary copy; default matches the source.
+    verify : bool
+        If the image is dirty only because its data was loaded, compare the
+        array with the file (a chunked re-read); if equal, clear ``dirty`` and
+        return the original.
+    """
+    if img.proxy is None and img._data is None:
+        raise ImageFileError("image has neither a file nor data")
+    if is_unchanged(img):
+        return _made(img.filename, False, img)
+    if (
+        verify
+        and img.proxy is not None
+        and metadata_unchanged(img)
+        and files_unchanged(img)
+        and data_matches_file(img)
+    ):
+        img.dirty = False
+        return _made(img.filename, False, img)
+    ext = ext or _default_ext(img)
+    if ext not in _EXTS:
+        raise ValueError(f"ext must be one of {_EXTS}, not {ext!r}")
+    key = _state_key(img, ext)
+    cached = getattr(img, "_handoff", None)
+    if cached is not None and cached[0] == key and os.path.exists(cached[1]):
+        return _made(cached[1], True, img)
+    if cached is not None:
+        _remove(cached[1])
+    folder = temp_folder()
+    fd, stub = tempfile.mkstemp(prefix="img-", suffix=".stub", dir=folder)
+    os.close(fd)
+    path = stub[: -len(".stub")] + ext
+    try:
+        save(img, path, file_mode=0o600)
+    except OSError as exc:
+        raise ImageFileError(f"cannot write a temporary copy in {folder!r}: {exc}") from exc
+    finally:
+        os.unlink(stub)
+    img._handoff = (key, path)
+    weakref.finalize(img, _remove, path)
+    return _made(path, True, img)
+
+
+def release(img: Image) -> None:
+    """Remove ``img``'s temporary copy now, if it has one."""
+    cached = getattr(img, "_handoff", None)
+    if cached is not None:
+        img._handoff = None
+        _remove(cached[1])
