@@ -14,6 +14,7 @@ import weakref
 import numpy as np
 
 from .errors import ImageFileError
+from .formats import spm
 from .image import Image, state_digests
 from .io.paths import split_ext
 from .io.save import save
@@ -22,6 +23,7 @@ from .sources import FileIdentity
 _EXTS = (".nii", ".nii.gz", ".hdr", ".hdr.gz")
 _lock = threading.Lock()
 _folder: str | None = None
+_folder_pid: int | None = None  # a forked child must not use (or remove) its parent's folder
 _VERIFY_CHUNK = 64 * 2**20
 
 
@@ -40,10 +42,8 @@ class HandoffPath(str):
     def release(self) -> None:
         """Remove the temporary copy now (no-op for an original file)."""
         img = self._owner() if self._owner is not None else None
-        if img is not None and getattr(img, "_handoff", None) is not None:
-            _, path = img._handoff
-            if path == str(self):
-                img._handoff = None
+        if img is not None and img._handoff:
+            img._handoff = {k: p for k, p in img._handoff.items() if p != str(self)}
         if self.is_temporary:
             _remove(str(self))
 
@@ -63,9 +63,9 @@ def _made(path: str, temporary: bool, img: Image) -> HandoffPath:
 
 def temp_folder() -> str:
     """The private (0700) folder of this process's temporary copies."""
-    global _folder
+    global _folder, _folder_pid
     with _lock:
-        if _folder is None or not os.path.isdir(_folder):
+        if _folder is None or _folder_pid != os.getpid() or not os.path.isdir(_folder):
             base = os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
             try:
                 _folder = tempfile.mkdtemp(prefix="nilazyview-", dir=base)
@@ -74,8 +74,19 @@ def temp_folder() -> str:
                     f"cannot create a temporary folder in {base!r}: {exc.strerror}; "
                     "set NILAZYVIEW_TMPDIR to a writable folder"
                 ) from exc
-            atexit.register(shutil.rmtree, _folder, True)
+            _folder_pid = os.getpid()
+            atexit.register(_remove_folder, _folder, _folder_pid)
         return _folder
+
+
+def _remove_folder(folder: str, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the atexit hook
+        shutil.rmtree(folder, True)
+
+
+def _remove_owned(path: str, pid: int) -> None:
+    if os.getpid() == pid:
+        _remove(path)
 
 
 def _remove(path: str) -> None:
@@ -102,6 +113,9 @@ def files_unchanged(img: Image) -> bool:
                 return False
         except OSError:
             return False
+    if "mat" not in snap.identity and img.header is not None and img.header.kind == "analyze":
+        if spm.has_mat(img.files.get("header", img.filename)):
+            return False  # an SPM .mat appeared beside the pair: its affine now wins
     return True
 
 
@@ -201,11 +215,10 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
     if ext not in _EXTS:
         raise ValueError(f"ext must be one of {_EXTS}, not {ext!r}")
     key = _state_key(img, ext)
-    cached = getattr(img, "_handoff", None)
-    if cached is not None and cached[0] == key and os.path.exists(cached[1]):
-        return _made(cached[1], True, img)
-    if cached is not None:
-        _remove(cached[1])
+    cached = img._handoff.get(key)
+    if cached is not None and os.path.exists(cached):
+        return _made(cached, True, img)
+    # copies of earlier states stay until release/GC/exit: a tool may still be reading one
     folder = temp_folder()
     fd, stub = tempfile.mkstemp(prefix="img-", suffix=".stub", dir=folder)
     os.close(fd)
@@ -216,14 +229,13 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         raise ImageFileError(f"cannot write a temporary copy in {folder!r}: {exc}") from exc
     finally:
         os.unlink(stub)
-    img._handoff = (key, path)
-    weakref.finalize(img, _remove, path)
+    img._handoff[key] = path
+    weakref.finalize(img, _remove_owned, path, os.getpid())
     return _made(path, True, img)
 
 
 def release(img: Image) -> None:
-    """Remove ``img``'s temporary copy now, if it has one."""
-    cached = getattr(img, "_handoff", None)
-    if cached is not None:
-        img._handoff = None
-        _remove(cached[1])
+    """Remove all of ``img``'s temporary copies now."""
+    paths, img._handoff = list(img._handoff.values()), {}
+    for path in paths:
+        _remove(path)

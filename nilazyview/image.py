@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DirtyImageError, ImageFileError
+from .errors import DirtyImageError, ImageFileError, StaleFileError
 from .header import Header
 from .proxy import ArrayProxy
 from .slicecopy import SliceCopy
@@ -87,8 +87,7 @@ class Image:
         self.files: dict[str, str] = {}
         self.snapshot: Snapshot | None = None
         self.dirty = True
-        self.slicecopy = SliceCopy(self)
-        self._handoff = None
+        self._handoff = {}
 
     @classmethod
     def from_proxy(
@@ -110,9 +109,13 @@ class Image:
         img.files = dict(files)
         img.snapshot = Snapshot.take(header, img.affine, identity)
         img.dirty = False
-        img.slicecopy = SliceCopy(img)
-        img._handoff = None
+        img._handoff = {}
         return img
+
+    @property
+    def slicecopy(self) -> SliceCopy:
+        """``img.slicecopy[index]``: a new array, reading only the bytes it needs."""
+        return SliceCopy(self)
 
     # --- array facts -------------------------------------------------------------
     @property
@@ -169,14 +172,17 @@ class Image:
         self.dirty = False
 
     def _reload(self, filename: str, snapshot: Snapshot, dirty: bool) -> None:
-        from .errors import StaleFileError
         from .io.load import load
 
         fresh = load(filename)
-        if fresh.snapshot.identity != snapshot.identity:
-            raise StaleFileError(f"{filename}: file changed on disk since the image was pickled")
+        for key, ident in snapshot.identity.items():
+            now = fresh.snapshot.identity.get(key)
+            if ident is None or now is None or ident.differences(now, portable=True):
+                raise StaleFileError(
+                    f"{filename}: file changed on disk since the image was pickled "
+                    "(size or mtime differ)"
+                )
         self.__dict__.update(fresh.__dict__)
-        self.slicecopy = SliceCopy(self)
         self.snapshot, self.dirty = snapshot, dirty
 
     def to_dask(self, chunks=None):
@@ -195,21 +201,33 @@ class Image:
         same path (a shared filesystem). An in-memory image gives its array.
         """
         import dask.array as da
+        from dask.array.core import normalize_chunks
 
         if chunks is None:
             chunks = default_chunks(self.shape, self.dtype.itemsize)
         if self._data is not None or self.proxy is None:
             return da.from_array(self._data, chunks=chunks)
         meta = np.empty((0,) * self.ndim, self.dtype)
+        # the chunks belong in the name: equal names with other chunks would clash in a graph
+        chunks = normalize_chunks(chunks, self.shape, dtype=self.dtype)
         name = (
             "nilazyview-"
             + hashlib.blake2b(
-                repr((self.proxy.source.path, self.snapshot)).encode(), digest_size=8
+                repr((self.proxy.source.path, self.snapshot, chunks)).encode(), digest_size=8
             ).hexdigest()
         )
         return da.from_array(
             self.proxy, chunks=chunks, asarray=False, fancy=False, lock=False, meta=meta, name=name
         )
+
+    def to_nibabel(self):
+        """A nibabel NIfTI image reading through this image's proxy (needs nibabel).
+
+        See :func:`nilazyview.adapters.to_nibabel`.
+        """
+        from .adapters import to_nibabel
+
+        return to_nibabel(self)
 
     # --- identity ----------------------------------------------------------------
     def __repr__(self) -> str:
@@ -230,12 +248,18 @@ class Image:
         exts = self.header.extensions if self.header is not None else []
         small = sum(len(e.content) for e in exts) <= _PICKLED_EXTENSION_BYTES
         keep_data = self._data is not None and (self.dirty or self.proxy is None)
+        # large extensions are re-read from the file on the other side, but only if unchanged
+        exts_as_loaded = (
+            self.snapshot is not None
+            and "header" in self.files
+            and state_digests(self.header, self.affine)[2] == self.snapshot.extensions
+        )
         return {
             "data": self._data if keep_data else None,
             "proxy": self.proxy,
             "affine": self.affine,
             "header": None if self.header is None else (bytes(self.header), self.header.kind),
-            "extensions": exts if small or keep_data else None,
+            "extensions": exts if small or keep_data or not exts_as_loaded else None,
             "filename": self.filename,
             "files": self.files,
             "snapshot": self.snapshot,
@@ -243,7 +267,7 @@ class Image:
         }
 
     def __setstate__(self, state: dict) -> None:
-        from .formats.nifti import parse_header_record
+        from .formats.detect import header_from_record as parse_header_record
 
         if "reload" in state:
             self._reload(*state["reload"])
@@ -260,11 +284,16 @@ class Image:
             if exts is None:
                 from .io.load import read_extensions
 
-                exts = read_extensions(self.files)
+                exts = read_extensions(state["files"])
+                found = _digest(b"".join(e.digest() for e in exts))
+                if state["snapshot"] is not None and found != state["snapshot"].extensions:
+                    raise StaleFileError(
+                        f"{state['filename']}: header extensions changed on disk since the "
+                        "image was pickled"
+                    )
             self.header.extensions = list(exts)
         self.filename = state["filename"]
         self.files = state["files"]
         self.snapshot = state["snapshot"]
         self.dirty = state["dirty"]
-        self.slicecopy = SliceCopy(self)
-        self._handoff = None
+        self._handoff = {}
