@@ -1,0 +1,10 @@
+"""Jupyter slice viewer: reads only the displayed slab, with an LRU slab cache.
+
+>>> from nilazyview.viewer import view
+>>> v = view("sub-01_T1w.nii.gz")   # displays itself as a cell's last expression
+"""
+
+from .cache import SlabCache
+from .widget import SliceViewer, view
+
+__all__ = ["SlabCache", "SliceViewer", "view"]
