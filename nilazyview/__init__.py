@@ -5,6 +5,7 @@
 >>> plane = img.slicecopy[..., 40]      # reads just that plane
 """
 
+from .adapters import from_nibabel
 from .errors import (
     DirtyImageError,
     HeaderError,
@@ -49,6 +50,7 @@ __all__ = [
     "TruncatedDataError",
     "UnsupportedFormatError",
     "as_file",
+    "from_nibabel",
     "load",
     "plan_read",
     "release",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .layout import DiskLayout
-from .plan import Box, Chunk, ReadPlan, run_offsets
+from .plan import Box, Chunk, ReadPlan, box_offset, box_runs, run_offsets
 from .scaling import Scaling
 from .sources import ByteSource
+
+_UNSCALED = Scaling()
 
 
 def _box_slices(box: Box) -> tuple[slice, ...]:
@@ -16,9 +18,28 @@ def _box_slices(box: Box) -> tuple[slice, ...]:
     )
 
 
-def _read_box_into(layout: DiskLayout, box: Box, source: ByteSource, flat: np.ndarray) -> None:
+def _read_box_into(
+    layout: DiskLayout, box: Box, source: ByteSource, flat: np.ndarray, n_runs: int | None = None
+) -> None:
+    buf = memoryview(flat.view(np.uint8))
+    if n_runs is None:
+        n_runs = box_runs(layout, box).n_runs
+    if n_runs == 1:  # the common single run: no offset table, no per-run loop
+        source.read_into(box_offset(layout, box), buf)
+        return
     offsets, length = run_offsets(layout, box)
-    source.read_runs(offsets, length, memoryview(flat.view(np.uint8)).cast("B"))
+    source.read_runs(offsets, length, buf)
+
+
+def _mapped(layout: DiskLayout, source: ByteSource) -> np.ndarray:
+    """The whole stored array as a read-only view of the source's memory map."""
+    return np.ndarray(
+        layout.shape,
+        layout.dtype,
+        buffer=source.mapping(),
+        offset=layout.offset,
+        order=layout.order,
+    )
 
 
 def read_box(layout: DiskLayout, box: Box, source: ByteSource, strategy: str) -> np.ndarray:
@@ -27,14 +48,7 @@ def read_box(layout: DiskLayout, box: Box, source: ByteSource, strategy: str) ->
     With ``"mmap"`` the result is a view of the mapping: copy before keeping it.
     """
     if strategy == "mmap":
-        stored = np.ndarray(
-            layout.shape,
-            layout.dtype,
-            buffer=source.mapping(),
-            offset=layout.offset,
-            order=layout.order,
-        )
-        return stored[_box_slices(box)]
+        return _mapped(layout, source)[_box_slices(box)]
     flat = np.empty(int(np.prod(box.count)), layout.dtype)
     _read_box_into(layout, box, source, flat)
     return flat.reshape(box.count, order=layout.order)
@@ -60,17 +74,27 @@ def execute(
     Values are scaled by ``scaling`` unless ``raw`` is True (stored values, native order).
     """
     layout = plan.layout
-    scaling = Scaling() if scaling is None or raw else scaling
+    scaling = _UNSCALED if scaling is None or raw else scaling
     out_dtype = scaling.out_dtype(layout.dtype)
     out = np.empty(plan.out_shape, out_dtype, order=layout.order)
     if plan.strategy == "empty" or out.size == 0:
         return out
     direct = (
         plan.strategy == "pread"
-        and plan.post_is_trivial
         and out_dtype == layout.dtype
         and scaling.is_identity
+        and plan.post_is_trivial
     )
+    if plan.box.nbytes(layout) <= plan.heuristic.chunk_bytes:
+        # one piece (most slices): skip the chunking machinery
+        if direct:
+            flat = out.reshape(-1, order=layout.order)
+            _read_box_into(layout, plan.box, source, flat, plan.runs.n_runs)
+        elif plan.strategy == "mmap":  # one gather from the map, straight into out
+            scaling.apply(_mapped(layout, source)[plan.stored_index], out)
+        else:
+            scaling.apply(read_box(layout, plan.box, source, plan.strategy)[plan.post], out)
+        return out
     for chunk in plan.chunks():
         if direct:
             target = _direct_target(out, chunk, layout.order)

@@ -175,8 +175,10 @@ def _default_ext(img: Image) -> str:
     if not img.filename:
         return ".nii"
     _, ext, gz = split_ext(img.filename)
-    base = ".nii" if ext == ".nii" else ".hdr"
-    return base + (".gz" if gz else "")
+    if ext in (".hdr", ".img"):
+        return ".hdr" + (".gz" if gz else "")
+    # NIfTI single files keep their compression; other formats (MGZ is gzipped) become NIfTI
+    return ".nii" + (".gz" if gz or ext == ".mgz" else "")
 
 
 def as_file(img: Image, ext: str | None = None, verify: bool = False) -> HandoffPath:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -26,22 +27,31 @@ class ReadHeuristic:
     ----------
     run_cost_bytes : int
         One more contiguous run costs as much as reading this many more bytes.
-        Small for plain files (a ``pread``), large for gzip (a seek decompresses).
+        Small for plain files (a ``pread`` call, ~1 us against ~25 B/ns of
+        copying from the page cache), large for gzip (a seek decompresses).
     mmap_min_runs : int or None
-        With more runs than this, gather from a read-only memory map instead
-        of issuing ``pread`` calls. None: never (sources that cannot map).
+        When the tight box has more runs than this, also consider gathering it
+        from a read-only memory map, and do so when that costs less than the
+        best ``pread`` plan. None: never (sources that cannot map).
+    mmap_run_cost_bytes : int
+        In a memory-map gather, one more run costs as much as this many bytes
+        (a cache and TLB miss, no system call).
     chunk_bytes : int
         Boxes larger than this are read in pieces along their slowest axis, so
-        conversion and scaling never hold more than one piece of raw data.
+        conversion and scaling never hold more than one piece of raw data
+        (peak memory of a scaled full read: the result plus one piece).
+
+    The defaults were measured on a 512^3 float32 file (benchmarks/bench_slices.py).
     """
 
     run_cost_bytes: int = 32 * 1024
-    mmap_min_runs: int | None = 64
-    chunk_bytes: int = 64 * 2**20
+    mmap_min_runs: int | None = 8
+    mmap_run_cost_bytes: int = 256
+    chunk_bytes: int = 16 * 2**20
 
 
 PLAIN_FILE = ReadHeuristic()
-GZIP_STREAM = ReadHeuristic(run_cost_bytes=4 * 2**20, mmap_min_runs=None, chunk_bytes=64 * 2**20)
+GZIP_STREAM = ReadHeuristic(run_cost_bytes=4 * 2**20, mmap_min_runs=None, chunk_bytes=16 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -74,20 +84,49 @@ class Runs:
         return self.run_nbytes * self.n_runs
 
 
-def box_runs(layout: DiskLayout, box: Box) -> Runs:
-    """Count the contiguous runs that read ``box``."""
-    run = layout.dtype.itemsize
+def _storage_axes(layout: DiskLayout) -> tuple[int, ...]:
+    axes = tuple(range(len(layout.shape)))
+    return axes if layout.order == "F" else axes[::-1]
+
+
+def _count_runs(
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    start: tuple[int, ...] | list[int],
+    count: tuple[int, ...] | list[int],
+    step: tuple[int, ...] | list[int],
+) -> tuple[int, int, int]:
+    """(elements per run, number of runs, storage axes inside a run) of a box."""
+    run = 1
     inner = 0
-    for ax in layout.storage_axes:
-        if box.count[ax] == 1 or box.step[ax] == 1:
-            run *= box.count[ax]
+    for ax in axes:
+        c = count[ax]
+        if c == 1 or step[ax] == 1:
+            run *= c
             inner += 1
-            if not (box.start[ax] == 0 and box.count[ax] == layout.shape[ax]):
+            if not (start[ax] == 0 and c == shape[ax]):
                 break
         else:
             break
-    outer = layout.storage_axes[inner:]
-    return Runs(run, math.prod(box.count[ax] for ax in outer), inner)
+    n = 1
+    for ax in axes[inner:]:
+        n *= count[ax]
+    return run, n, inner
+
+
+def box_runs(layout: DiskLayout, box: Box) -> Runs:
+    """Count the contiguous runs that read ``box``."""
+    run, n, inner = _count_runs(layout.shape, _storage_axes(layout), box.start, box.count, box.step)
+    return Runs(run * layout.dtype.itemsize, n, inner)
+
+
+def box_offset(layout: DiskLayout, box: Box) -> int:
+    """File offset of the first byte of ``box``."""
+    off, stride, shape, start = layout.offset, layout.dtype.itemsize, layout.shape, box.start
+    for ax in _storage_axes(layout):
+        off += start[ax] * stride
+        stride *= shape[ax]
+    return off
 
 
 def run_offsets(layout: DiskLayout, box: Box) -> tuple[np.ndarray, int]:
@@ -96,6 +135,8 @@ def run_offsets(layout: DiskLayout, box: Box) -> tuple[np.ndarray, int]:
     strides = layout.strides
     base = layout.offset + sum(s * st for s, st in zip(box.start, strides, strict=True))
     offsets = np.array([base], dtype=np.int64)
+    if runs.n_runs == 1:
+        return offsets, runs.run_nbytes
     for ax in layout.storage_axes[runs.inner_axes :]:
         steps = np.arange(box.count[ax], dtype=np.int64) * (box.step[ax] * strides[ax])
         # the faster axis varies fastest: new axis outermost
@@ -151,7 +192,7 @@ class ReadPlan:
     strategy: str
     heuristic: ReadHeuristic = field(repr=False)
 
-    @property
+    @cached_property
     def runs(self) -> Runs:
         return box_runs(self.layout, self.box)
 
@@ -168,7 +209,7 @@ class ReadPlan:
     def out_shape(self) -> tuple[int, ...]:
         return self.index.out_shape
 
-    @property
+    @cached_property
     def post(self) -> tuple:
         items = []
         for it in self.index.items:
@@ -178,7 +219,20 @@ class ReadPlan:
                 items.append(_post_item(self.index.axes[it], self.box.start[it], self.box.step[it]))
         return tuple(items)
 
-    @property
+    @cached_property
+    def stored_index(self) -> tuple:
+        """The index as a basic numpy index of the whole stored array (no box)."""
+        items: list = []
+        axes = self.index.axes
+        for it in self.index.items:
+            if it is None:
+                items.append(None)
+            else:
+                sel = axes[it]
+                items.append(_slice_of(sel.start, sel.count, sel.step) if sel.keep else sel.start)
+        return tuple(items)
+
+    @cached_property
     def post_is_trivial(self) -> bool:
         """True when the box, reshaped, is already the result (no copy needed)."""
         for ax, sel in enumerate(self.index.axes):
@@ -269,22 +323,118 @@ def plan_read(
 ) -> ReadPlan:
     """Plan the read of ``index`` (any numpy basic index) from ``layout``.
 
-    Returns the cheapest :class:`ReadPlan` under ``heuristic``.
+    Returns the cheapest :class:`ReadPlan` under ``heuristic``: the ``pread``
+    candidate box of least cost (bytes + runs * ``run_cost_bytes``), or an
+    ``mmap`` gather of the tight box when that costs less.
     """
     cidx = index if isinstance(index, CanonicalIndex) else canonical_index(index, layout.shape)
-    sels = cidx.axes
-    tight = Box(*(tuple(p[i] for p in map(_tight, sels)) for i in range(3)))
-    if any(s.count == 0 for s in sels):
+    # the tight box, per axis: lowest position, count, |step| (1 for one element)
+    lo: list[int] = []
+    count: list[int] = []
+    step: list[int] = []
+    for s in cidx.axes:
+        c, st = s.count, s.step
+        if c > 1:
+            if st < 0:
+                lo.append(s.start + st * (c - 1))
+                st = -st
+            else:
+                lo.append(s.start)
+            step.append(st)
+        else:
+            lo.append(s.start)
+            step.append(1)
+        count.append(c)
+    tight = Box(tuple(lo), tuple(count), tuple(step))
+    if 0 in count:
         return ReadPlan(layout, cidx, tight, "empty", heuristic)
+    best, best_cost, best_runs, tight_runs = _cheapest_box(
+        layout, lo, count, step, heuristic.run_cost_bytes
+    )
+    mmap_min = heuristic.mmap_min_runs
+    if mmap_min is not None and tight_runs.n_runs > mmap_min:
+        gather = (tight_runs.run_nbytes + heuristic.mmap_run_cost_bytes) * tight_runs.n_runs
+        if gather < best_cost:
+            plan = ReadPlan(layout, cidx, tight, "mmap", heuristic)
+            plan.__dict__["runs"] = tight_runs  # known already: prefill the cached property
+            return plan
+    plan = ReadPlan(layout, cidx, tight if best is None else best, "pread", heuristic)
+    plan.__dict__["runs"] = best_runs
+    return plan
 
-    def cost(box: Box) -> tuple[int, int, int]:
-        r = box_runs(layout, box)
-        return (r.nbytes + r.n_runs * heuristic.run_cost_bytes, r.nbytes, r.n_runs)
 
-    best = min(_candidates(layout, sels), key=cost)
-    if (
-        heuristic.mmap_min_runs is not None
-        and box_runs(layout, best).n_runs > heuristic.mmap_min_runs
-    ):
-        return ReadPlan(layout, cidx, tight, "mmap", heuristic)
-    return ReadPlan(layout, cidx, best, "pread", heuristic)
+def _cheapest_box(
+    layout: DiskLayout, lo: list[int], count: list[int], step: list[int], run_cost: int
+) -> tuple[Box | None, int, Runs, Runs]:
+    """The :func:`_candidates` box of least ``pread`` cost (None: the tight box).
+
+    Cost is (bytes + runs * ``run_cost``, bytes, runs), compared in that order,
+    first candidate winning ties: the same choice as
+    ``min(_candidates(...), key=cost)``, but computed from prefix and suffix
+    products instead of building a box per candidate (this runs on every slice).
+    Also returns the best cost, the best box's runs and the tight box's runs.
+    """
+    shape = layout.shape
+    d = len(shape)
+    axes = _storage_axes(layout)
+    item = layout.dtype.itemsize
+    # suf[j]: product of tight counts on storage axes j.., runs outside a run ending at j
+    suf = [1] * (d + 1)
+    for j in range(d - 1, -1, -1):
+        suf[j] = suf[j + 1] * count[axes[j]]
+    # walk[j]: (elements, first outer axis) of a run of the tight box starting at axis j
+    walk: list[tuple[int, int]] = [(1, d)] * (d + 1)
+    for j in range(d - 1, -1, -1):
+        a = axes[j]
+        c = count[a]
+        if c == 1 or step[a] == 1:
+            if lo[a] == 0 and c == shape[a]:
+                r, k = walk[j + 1]
+                walk[j] = (c * r, k)
+            else:
+                walk[j] = (c, j + 1)
+        else:
+            walk[j] = (1, j)
+    r0, k0 = walk[0]
+    tight_runs = Runs(r0 * item, suf[k0], k0)
+    if tight_runs.n_runs == 1:
+        # one run of the fewest bytes: no candidate beats it (every box holds the tight one)
+        return None, tight_runs.run_nbytes + run_cost, tight_runs, tight_runs
+    best_key = None
+    best_pick = (0, False, r0, k0)
+    full = 1  # elements in the full prefix axes 0..m-1
+    for m in range(d + 1):
+        if m == d:
+            options: tuple[tuple[int, int, bool], ...] = ((full, d, False),)
+        else:
+            a = axes[m]
+            span = step[a] * (count[a] - 1) + 1
+            # widened: axis m read from lo to hi with step 1
+            if lo[a] == 0 and span == shape[a]:
+                r, k = walk[m + 1]
+                wide = (full * span * r, k, True)
+            else:
+                wide = (full * span, m + 1, True)
+            # tight: axis m and later as selected (a run goes on while axes are full)
+            r, k = walk[m]
+            options = (wide, (full * r, k, False))
+        for run_elems, k, widen in options:
+            n = suf[k]
+            nbytes = run_elems * n * item
+            key = (nbytes + n * run_cost, nbytes, n)
+            if best_key is None or key < best_key:
+                best_key, best_pick = key, (m, widen, run_elems, k)
+        if m < d:
+            full *= shape[axes[m]]
+    assert best_key is not None
+    m, widen, run_elems, k = best_pick
+    best_runs = Runs(run_elems * item, suf[k], k)
+    if m == 0 and not widen:
+        return None, best_key[0], best_runs, tight_runs
+    start, cnt, stp = list(lo), list(count), list(step)
+    for ax in axes[:m]:
+        start[ax], cnt[ax], stp[ax] = 0, shape[ax], 1
+    if widen:
+        a = axes[m]
+        cnt[a], stp[a] = step[a] * (count[a] - 1) + 1, 1
+    return Box(tuple(start), tuple(cnt), tuple(stp)), best_key[0], best_runs, tight_runs

@@ -40,6 +40,7 @@ class ArrayProxy:
 
     def read(self, index=..., raw: bool = False) -> np.ndarray:
         """A new array of ``stored[index]``, scaled unless ``raw``."""
+        self.source.check_fresh()
         return execute(self.plan(index), self.source, self.scaling, raw=raw)
 
     __getitem__ = read

@@ -36,8 +36,9 @@ class Scaling:
     def out_dtype(self, stored: np.dtype) -> np.dtype:
         """Smallest float type that holds scaled values of ``stored`` accurately.
 
-        float32 for 8/16-bit integers and float32 data when slope and inter are
-        exact in float32 and the scaled range fits; float64 otherwise. Unscaled
+        float32 for 8/16-bit integers when slope and inter are exact in float32
+        and the scaled range fits, and for float32 data with such a slope of
+        magnitude at most 1; float64 otherwise. Unscaled
         data keeps its type, in native byte order.
         """
         stored = np.dtype(stored)
@@ -48,11 +49,15 @@ class Scaling:
         if stored.kind == "c":
             return np.dtype(np.complex64 if stored.itemsize == 8 and exact32 else np.complex128)
         if stored.kind == "f":
-            return np.dtype(np.float32 if stored.itemsize <= 4 and exact32 else np.float64)
+            # |slope| > 1 could push finite stored values past float32's range
+            small = abs(self.slope) <= 1.0
+            return np.dtype(
+                np.float32 if stored.itemsize <= 4 and exact32 and small else np.float64
+            )
         if stored.itemsize <= 2 and exact32:
             info = np.iinfo(stored)
             peak = max(abs(info.min), abs(info.max)) * abs(self.slope) + abs(self.inter)
-            if peak < np.finfo(np.float32).max:
+            if peak < float(np.finfo(np.float32).max):
                 return np.dtype(np.float32)
         return np.dtype(np.float64)
 

@@ -35,8 +35,13 @@ class FileIdentity:
         st = os.stat(path)
         return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
-    def differences(self, other: FileIdentity) -> list[str]:
-        names = ("size", "mtime_ns", "inode", "device")
+    def differences(self, other: FileIdentity, portable: bool = False) -> list[str]:
+        """Names of the fields that differ; ``portable`` compares size and mtime only.
+
+        Portable comparisons are for another process, perhaps on another machine,
+        reading its own copy of the file (same path, size and mtime, other inode).
+        """
+        names = ("size", "mtime_ns") if portable else ("size", "mtime_ns", "inode", "device")
         return [n for n in names if getattr(self, n) != getattr(other, n)]
 
 
@@ -57,6 +62,9 @@ class ByteSource:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"], state["identity"])
+        self.portable = True  # unpickled: maybe another machine's copy of the file
+
+    portable = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -69,12 +77,21 @@ class ByteSource:
             now = FileIdentity.of(self.path)
         except FileNotFoundError:
             raise StaleFileError(f"{self.path}: file was removed after loading") from None
-        changed = self.identity.differences(now)
+        changed = self.identity.differences(now, self.portable)
         if changed:
             raise StaleFileError(
                 f"{self.path}: file changed on disk after loading ({', '.join(changed)} differ); "
                 "load it again with nilazyview.load"
             )
+
+    def check_fresh(self) -> None:
+        """Before a read: raise :class:`StaleFileError` if the file changed since loading.
+
+        Once open, a handle keeps reading whatever is written to the same inode,
+        so an in-place rewrite would otherwise return the new bytes under the old header.
+        """
+        if self._handle is not None:
+            self.check_identity()
 
     def handle(self):
         if self._handle is None:
@@ -135,6 +152,17 @@ class FileSource(ByteSource):
             except BufferError:  # arrays still view it; the GC unmaps later
                 pass
         os.close(fd)
+
+    def check_fresh(self) -> None:
+        fd, ident = self._handle, self.identity
+        if fd is None or ident is None:
+            return
+        st = os.fstat(fd)  # the open file itself: cheap, and right even if renamed over
+        if st.st_size != ident.size or st.st_mtime_ns != ident.mtime_ns:
+            raise StaleFileError(
+                f"{self.path}: file changed on disk after loading (size or mtime differ); "
+                "load it again with nilazyview.load"
+            )
 
     def read_into(self, offset: int, out: memoryview) -> None:
         fd = self.handle()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from ..errors import HeaderError, TruncatedDataError
-from ..formats import nifti, spm
+from ..formats import detect, mgh, minc2, nifti, spm
 from ..header import Extension, Header
 from ..image import Image
 from ..layout import DiskLayout
 from ..proxy import ArrayProxy
 from ..sources import ByteSource, FileIdentity, FileSource, GzipSource, open_source
-from .paths import FileNames, names_for_reading
+from .paths import FileNames, names_for_reading, split_ext
 
 #: Deflate cannot expand data more than about 1032:1; more is a corrupt header.
 GZIP_MAX_RATIO = 1032
@@ -75,14 +75,21 @@ def read_extensions(files: dict[str, str]) -> list[Extension]:
         src.close()
 
 
+def _nifti_like(path: str) -> bool:
+    return split_ext(path)[1] in (".nii", ".hdr", ".img")
+
+
 def load(path: str | os.PathLike) -> Image:
     """Open an image file as a proxy: parses the header and affine, reads no voxel.
 
     Parameters
     ----------
     path : str or path-like
-        ``.nii``, ``.nii.gz``, ``.hdr``/``.img`` (either member, optionally gzipped).
-        NIfTI-1, NIfTI-2 and Analyze 7.5 (SPM flavour).
+        ``.nii``, ``.nii.gz``, ``.hdr``/``.img`` (either member, optionally gzipped):
+        NIfTI-1, NIfTI-2 and Analyze 7.5 (SPM flavour); ``.mgh``/``.mgz`` (FreeSurfer);
+        ``.mnc`` (MINC2, needs h5py). The format is told by content, so a wrong
+        extension still loads; an unreadable format raises
+        :class:`~nilazyview.UnsupportedFormatError` naming what was found.
 
     Returns
     -------
@@ -94,6 +101,13 @@ def load(path: str | os.PathLike) -> Image:
     for p in {names.header, names.image}:
         if not os.path.exists(p):
             raise FileNotFoundError(2, "No such file", p)
+    found = detect.detect(names.header)
+    if found.format == "mgh":
+        return mgh.load(path)
+    if found.format == "minc2":
+        return minc2.load(path)
+    if not found.readable and (found.format not in ("unknown", "empty") or not _nifti_like(path)):
+        raise detect.unsupported(path, found)
     hsrc = open_source(names.header)
     hdr = _read_header(hsrc, names)
     shape = nifti.shape_of(hdr, names.header)

@@ -9,8 +9,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..formats import nifti, spm
+from ..formats import mgh, nifti, spm
 from ..image import Image
+from ..proxy import ArrayProxy
 from ..scaling import Scaling
 from .atomic import atomic_write
 from .paths import names_for_writing, split_ext
@@ -62,6 +63,18 @@ def _copy_stored(out: BinaryIO, img: Image) -> None:
         done += n
 
 
+def _write_proxy(out: BinaryIO, proxy) -> None:
+    """Write a non-byte proxy's (scaled) values in Fortran order, slab by slab."""
+    if not proxy.shape:
+        out.write(_storable(proxy.read()).tobytes())
+        return
+    per = max(1, int(np.prod(proxy.shape[:-1], dtype=np.int64)) * proxy.dtype.itemsize)
+    step = max(1, CHUNK_BYTES // per)
+    for i in range(0, proxy.shape[-1], step):
+        slab = _storable(np.asarray(proxy.read((..., slice(i, i + step)))))
+        out.write(np.asfortranarray(slab).tobytes(order="F"))
+
+
 def save(
     img: Image, path: str | os.PathLike, compresslevel: int = 1, file_mode: int | None = None
 ) -> str:
@@ -73,7 +86,8 @@ def save(
     image's stored bytes and scaling are copied without loading the array.
     Saving over the file the image came from is safe. ``file_mode`` sets the
     permission bits of new files (default: those of the file replaced, or 0o666
-    less the umask).
+    less the umask). ``.mgh``/``.mgz`` write FreeSurfer MGH instead (see
+    :func:`nilazyview.formats.mgh.save`).
 
     Returns
     -------
@@ -81,14 +95,25 @@ def save(
         The path written (the header file for a pair).
     """
     path = os.fspath(path)
+    if split_ext(path)[1] in (".mgh", ".mgz"):
+        return mgh.save(img, path, compresslevel, file_mode)
     names = names_for_writing(path)
+    # stored bytes copy as they are only from a Fortran-order byte proxy
+    stored = (
+        not img.in_memory and isinstance(img.proxy, ArrayProxy) and img.proxy.layout.order == "F"
+    )
     if img.in_memory:
         arr = _storable(np.asanyarray(img._data))
         dtype, scaling = arr.dtype, Scaling()
-    else:
+    elif stored:
         arr = None
         dtype, scaling = img.proxy.layout.dtype, img.proxy.scaling
+    else:
+        arr = None
+        dtype, scaling = _storable(np.empty(0, img.proxy.dtype)).dtype, Scaling()
     hdr = img.header
+    if hdr is not None and hdr.kind not in ("nifti1", "nifti2", "analyze"):
+        hdr = None  # another format's header: nothing carries into NIfTI
     src_affine = None
     if hdr is not None and hdr.kind != "analyze":
         with contextlib.suppress(Exception):
@@ -100,8 +125,10 @@ def save(
     def write_data(out: BinaryIO) -> None:
         if arr is not None:
             _write_array(out, arr)
-        else:
+        elif stored:
             _copy_stored(out, img)
+        else:
+            _write_proxy(out, img.proxy)
 
     if names.single:
         with (
@@ -112,10 +139,16 @@ def save(
             write_data(g)
     else:
         gz = split_ext(names.image)[2]
-        with atomic_write(names.image, file_mode) as f, _maybe_gzip(f, gz, compresslevel) as g:
-            write_data(g)
-        with atomic_write(names.header, file_mode) as f, _maybe_gzip(f, gz, compresslevel) as g:
-            g.write(head)
+        # nested: both files are complete before either replaces its old version, so a
+        # failure writing the header cannot leave a new image beside the old header
+        with atomic_write(names.image, file_mode) as f:
+            with _maybe_gzip(f, gz, compresslevel) as g:
+                write_data(g)
+            with (
+                atomic_write(names.header, file_mode) as fh,
+                _maybe_gzip(fh, gz, compresslevel) as g,
+            ):
+                g.write(head)
         if "mat" in img.files:  # an SPM image: keep its affine where SPM looks for it
             spm.write_mat_affine(spm.mat_path(names.header), img.affine, file_mode)
     return names.header

@@ -1,0 +1,312 @@
+"""The ``nilazyview`` command: ``info``, ``view`` and ``bench``.
+
+User errors (missing or unreadable files, bad options) print one line to
+stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import ImageFileError
+
+EXIT_USAGE = 2
+_POS, _NEG = "RAS", "LPI"
+
+
+class UserError(Exception):
+    """A problem to report in one line (exit status 2)."""
+
+
+def axcodes(affine: np.ndarray) -> str:
+    """Orientation codes of voxel axes 0-2 (``"RAS"``, ``"LPI"``, ...) from the affine."""
+    rzs = np.asarray(affine, float)[:3, :3]
+    sizes = np.sqrt((rzs**2).sum(axis=0))
+    if not np.all(np.isfinite(rzs)) or not np.all(sizes > 0):
+        return "???"
+    rzs = rzs / sizes
+    best = max(
+        itertools.permutations(range(3)), key=lambda p: sum(abs(rzs[p[v], v]) for v in range(3))
+    )
+    return "".join((_POS if rzs[w, v] >= 0 else _NEG)[w] for v, w in enumerate(best))
+
+
+def _zooms(img) -> list[float]:
+    hdr, n = img.header, img.ndim
+    if hdr is not None and hdr.kind in ("nifti1", "nifti2", "analyze"):
+        return [float(z) for z in hdr["pixdim"][1 : n + 1]]
+    if hdr is not None and hdr.kind == "mgh":
+        from .formats import mgh
+
+        return list(mgh.zooms_of(hdr))
+    if hdr is not None and hdr.kind == "minc2":
+        return [abs(float(s)) for s in hdr["step"][:n]]
+    sizes = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    return [float(s) for s in sizes[: min(3, n)]]
+
+
+def _scaling(img) -> str:
+    proxy = img.proxy
+    sc = getattr(proxy, "scaling", None)
+    if sc is None:
+        return "unknown (read through nibabel)"
+    if hasattr(sc, "slope"):
+        return "none" if sc.is_identity else f"value = stored * {sc.slope!r} + {sc.inter!r}"
+    if sc.floating:
+        return "none (float data)"
+    where = "whole image" if sc.imin.ndim == 0 else f"per slice over {sc.imin.shape}"
+    return f"valid_range {list(sc.valid)} -> image-min/image-max ({where})"
+
+
+def _stored_dtype(img) -> str:
+    proxy = img.proxy
+    layout = getattr(proxy, "layout", None) or getattr(getattr(proxy, "raw", None), "layout", None)
+    if layout is not None:
+        return layout.dtype.str
+    return np.dtype(getattr(proxy, "stored_dtype", img.dtype)).str
+
+
+def info(path: str) -> dict:
+    """Facts about the image file at ``path``; reads headers only, never the voxel data."""
+    from .formats.detect import detect
+    from .io.load import load
+    from .io.paths import names_for_reading
+
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory")
+    try:
+        found = detect(names_for_reading(path).header)
+        img = load(path)
+    except (ImageFileError, OSError) as exc:
+        raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
+    files = sorted(set(img.files.values()))
+    plan = getattr(img.proxy, "layout", None)
+    order = plan.order if plan is not None else "C" if img.header.kind == "minc2" else "F"
+    return {
+        "file": path,
+        "format": found.description,
+        "shape": list(img.shape),
+        "dtype": str(img.dtype),
+        "stored_dtype": _stored_dtype(img),
+        "order": order,
+        "voxel_sizes": _zooms(img),
+        "orientation": axcodes(img.affine),
+        "affine": np.asarray(img.affine, float).round(6).tolist(),
+        "scaling": _scaling(img),
+        "files": files,
+        "size_bytes": sum(os.path.getsize(f) for f in files),
+        "gzip": found.gzipped,
+        "gzip_index_cached": False,
+    }
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _print_info(d: dict) -> None:
+    rows = [
+        ("format", d["format"]),
+        ("shape", " x ".join(map(str, d["shape"]))),
+        ("dtype", f"{d['dtype']} (stored {d['stored_dtype']}, {d['order']} order)"),
+        ("voxel sizes", ", ".join(f"{z:g}" for z in d["voxel_sizes"])),
+        ("orientation", d["orientation"]),
+        ("scaling", d["scaling"]),
+        ("on disk", f"{_human(d['size_bytes'])} in {len(d['files'])} file(s)"),
+        ("gzip index", "cached" if d["gzip_index_cached"] else "no"),
+    ]
+    print(d["file"])
+    for k, v in rows:
+        print(f"  {k:<12} {v}")
+    print("  affine")
+    for row in d["affine"]:
+        print("    " + " ".join(f"{x:10.4f}" for x in row))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    results, failed = [], False
+    for path in args.files:
+        try:
+            results.append(info(path))
+        except UserError as exc:
+            print(f"nilazyview info: error: {exc}", file=sys.stderr)
+            failed = True
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for i, d in enumerate(results):
+            if i:
+                print()
+            _print_info(d)
+    return EXIT_USAGE if failed else 0
+
+
+NOTEBOOK_CODE = """\
+import nilazyview as nlv
+
+img = nlv.load({path!r})
+img"""
+
+
+def make_notebook(path: str) -> dict:
+    """An nbformat-4 notebook that loads ``path`` and opens the slice viewer on it."""
+
+    def code(src: str) -> dict:
+        return {"cell_type": "code", "execution_count": None, "metadata": {},
+                "outputs": [], "source": src}  # fmt: skip
+
+    title = f"# {os.path.basename(path)}\n\nOpened by `nilazyview view`."
+    return {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": title},
+            code(NOTEBOOK_CODE.format(path=os.path.abspath(path))),
+            code("nlv.view(img)"),
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def write_notebook(path: str, folder: str | None = None) -> str:
+    """Write the viewing notebook for ``path`` into ``folder`` (a new temp folder by default)."""
+    folder = folder or tempfile.mkdtemp(prefix="nilazyview-view-")
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.basename(path).split(".")[0] or "image"
+    out = os.path.join(folder, f"view-{stem}.ipynb")
+    with open(out, "w") as f:
+        json.dump(make_notebook(path), f, indent=1)
+        f.write("\n")
+    return out
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    info(args.file)  # fails early, in one line, on a missing or unreadable file
+    nb = write_notebook(args.file, args.dir)
+    if args.print_only:
+        print(nb)
+        return 0
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise UserError(
+            f"JupyterLab is not installed (notebook written to {nb}); "
+            "pip install 'nilazyview[notebook]'"
+        )
+    cmd = [sys.executable, "-m", "jupyterlab", nb, f"--ServerApp.root_dir={os.path.dirname(nb)}"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if args.port:
+        cmd.append(f"--port={args.port}")
+    print(f"nilazyview view: opening {nb}", file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def find_bench() -> Path | None:
+    """``benchmarks/bench_slices.py`` of the current folder or of the source checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        script = root / "benchmarks" / "bench_slices.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    script = find_bench()
+    if script is None:
+        raise UserError(
+            "benchmarks/bench_slices.py not found (run from a source checkout of nilazyview)"
+        )
+    extra = list(args.bench_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return subprocess.call([sys.executable, str(script), *extra])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="nilazyview",
+        description="Lazy neuroimaging volumes: inspect files, view them in JupyterLab, benchmark.",
+    )
+    ap.add_argument("--version", action="version", version=f"nilazyview {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "info",
+        help="print format, shape, dtype, geometry and scaling (headers only)",
+        description="Print facts about image files without reading their voxel data.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="image file(s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "view",
+        help="open JupyterLab on a generated notebook viewing FILE",
+        description="Write a small notebook viewing FILE into a temporary folder and open "
+        "JupyterLab on it.",
+    )
+    p.add_argument("file", metavar="FILE", help="image file")
+    p.add_argument("--dir", help="folder for the notebook (default: a new temporary folder)")
+    p.add_argument(
+        "--print-only",
+        action="store_true",
+        help="write the notebook, print its path, start nothing",
+    )
+    p.add_argument("--no-browser", action="store_true", help="start JupyterLab without a browser")
+    p.add_argument("--port", type=int, help="JupyterLab port")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser(
+        "bench",
+        help="run the slice-read benchmark (benchmarks/bench_slices.py)",
+        description="Run benchmarks/bench_slices.py; arguments after 'bench' (or after '--') "
+        "go to it, e.g. 'nilazyview bench -- --size 64'.",
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"nilazyview {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

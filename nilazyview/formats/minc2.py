@@ -1,0 +1,399 @@
+"""MINC2 (HDF5) reading via ``h5py`` (the ``minc`` extra); read-only.
+
+Data are in C order (the last dimension varies fastest). A contiguous,
+unfiltered image dataset is read through the byte planner (a C-order
+:class:`DiskLayout` on a :class:`FileSource`); chunked or compressed datasets
+are sliced through h5py. Values and affine follow nibabel's ``minc2``:
+
+* integer data are clipped to ``valid_range`` (default: the type's range) and
+  mapped linearly onto ``image-min``..``image-max``, which may vary over the
+  first one or two dimensions (per-slice scaling); float data are not scaled;
+* the affine columns are the spatial dimensions (names ending in ``space``) in
+  array order: ``direction_cosines * step``, origin ``cosines @ start``.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import HeaderError, ImageFileError, UnsupportedFormatError
+from ..header import Header
+from ..indexing import AxisSelection, canonical_index
+from ..layout import DiskLayout
+from ..sources import FileIdentity, FileSource
+
+if TYPE_CHECKING:
+    from ..image import Image
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAX_DIMS = 8
+#: Summary record kept as the image header (fixed size, so it pickles as bytes).
+RECORD = np.dtype(
+    [
+        ("ndim", "<i4"),
+        ("dimorder", "S256"),
+        ("shape", "<i8", (MAX_DIMS,)),
+        ("step", "<f8", (MAX_DIMS,)),
+        ("start", "<f8", (MAX_DIMS,)),
+        ("direction_cosines", "<f8", (MAX_DIMS, 3)),
+        ("valid_range", "<f8", (2,)),
+        ("datatype", "S8"),
+        ("n_scale_dims", "<i4"),
+    ]
+)
+_DEFAULT_COSINES = {"xspace": [1, 0, 0], "yspace": [0, 1, 0], "zspace": [0, 0, 1]}
+_IMAGE = "minc-2.0/image/0/image"
+
+
+class MincHeader(Header):
+    """Summary of a MINC2 file's dimensions (names, steps, starts, cosines) and value range."""
+
+    def __init__(self, record: np.ndarray, kind: str = "minc2", extensions=None):
+        super().__init__(record, "minc2", extensions)
+
+    @property
+    def endian(self) -> str:
+        return "<"
+
+    def copy(self) -> MincHeader:
+        return MincHeader(self._rec)
+
+    @property
+    def dim_names(self) -> list[str]:
+        text = bytes(self["dimorder"]).decode()
+        return text.split(",") if text else []
+
+
+def parse_record(block: bytes) -> MincHeader:
+    """Header from ``bytes(header)`` (as pickled)."""
+    return MincHeader(np.frombuffer(block[: RECORD.itemsize], RECORD).reshape(()))
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise UnsupportedFormatError(
+            "reading MINC2 needs h5py: pip install 'nilazyview[minc]'"
+        ) from None
+    return h5py
+
+
+def _dimorder(var) -> list[str]:
+    try:
+        text = var.attrs["dimorder"]
+    except KeyError:
+        return []
+    text = text.decode() if isinstance(text, bytes | np.bytes_) else str(text)
+    return text.split(",")[: len(var.shape)]
+
+
+@dataclass(frozen=True)
+class MincScaling:
+    """nibabel's MINC value mapping: clip to ``valid`` then map onto ``imin``..``imax``.
+
+    ``imin``/``imax`` have the shape of the first ``len(imin.shape)`` image dimensions.
+    """
+
+    floating: bool
+    valid: tuple[float, float]
+    imin: np.ndarray
+    imax: np.ndarray
+
+    def out_dtype(self, stored: np.dtype) -> np.dtype:
+        return np.dtype(stored).newbyteorder("=") if self.floating else np.dtype(np.float64)
+
+    def apply(self, raw: np.ndarray, index, shape: tuple[int, ...]) -> np.ndarray:
+        """Scaled values of ``raw``, which is ``stored[index]``."""
+        if self.floating:
+            return raw.astype(raw.dtype.newbyteorder("="), copy=False)
+        dmin, dmax = np.float64(self.valid[0]), np.float64(self.valid[1])
+        out = np.clip(raw, dmin, dmax)
+        imin, imax = self.imin, self.imax
+        if imin.ndim:
+            sub = _scale_index(canonical_index(index, shape), imin.ndim)
+            imin, imax = imin[sub], imax[sub]
+        slope = (imax - imin) / (dmax - dmin)
+        inter = imin - dmin * slope
+        out *= slope
+        out += inter
+        return out
+
+
+def _as_slice(sel: AxisSelection) -> slice:
+    stop = sel.start + sel.step * sel.count
+    return slice(sel.start, stop if stop >= 0 else None, sel.step)
+
+
+def _scale_index(cidx, nscales: int) -> tuple:
+    """Index into the scale arrays giving values that broadcast against ``stored[index]``."""
+    parts: list = []
+    for it in cidx.items:
+        if it is None:
+            parts.append(None)
+        elif it < nscales:
+            sel = cidx.axes[it]
+            parts.append(_as_slice(sel) if sel.keep else sel.start)
+        elif cidx.axes[it].keep:
+            parts.append(None)
+    return tuple(parts)
+
+
+class _H5Handle:
+    """Opener of one HDF5 file (lazy, pickles as path and identity)."""
+
+    heuristic = None
+    can_mmap = False
+
+    def __init__(self, path: str, identity: FileIdentity | None):
+        self.path = path
+        self.identity = identity
+        self._lock = threading.Lock()
+        self._file = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "identity": self.identity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["identity"])
+
+    def __repr__(self) -> str:
+        return f"_H5Handle({self.path!r})"
+
+    def dataset(self):
+        with self._lock:
+            if self._file is None:
+                FileSource(self.path, self.identity).check_identity()
+                self._file = _h5py().File(self.path, "r")
+            return self._file[_IMAGE]
+
+    def close(self) -> None:
+        with self._lock:
+            f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+
+class H5DatasetProxy:
+    """Raw stored values of a chunked or filtered dataset, sliced through h5py."""
+
+    def __init__(self, source: _H5Handle, shape: tuple[int, ...], dtype: np.dtype):
+        self.source = source
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def plan(self, index=...):
+        raise TypeError(
+            f"{self.source.path}: the MINC2 dataset is chunked or compressed; reads go through "
+            "h5py and have no byte plan"
+        )
+
+    def read(self, index=..., raw: bool = True) -> np.ndarray:
+        cidx = canonical_index(index, self.shape)
+        if any(s.count == 0 for s in cidx.axes):
+            return np.empty(cidx.out_shape, self.dtype.newbyteorder("="))
+        box = tuple(slice(s.lo, s.hi, abs(s.step) if s.count > 1 else 1) for s in cidx.axes)
+        arr = np.asarray(self.source.dataset()[box])
+        post = []
+        for it in cidx.items:
+            if it is None:
+                post.append(None)
+                continue
+            sel = cidx.axes[it]
+            post.append(slice(None, None, -1) if sel.reversed else (slice(None) if sel.keep else 0))
+        out = arr[tuple(post)]
+        return np.array(out, dtype=out.dtype.newbyteorder("="), copy=True)
+
+
+class MincProxy:
+    """Lazy scaled MINC2 array: a raw proxy (planned bytes or h5py) plus :class:`MincScaling`."""
+
+    def __init__(self, raw, scaling: MincScaling):
+        self.raw = raw
+        self.scaling = scaling
+
+    @property
+    def source(self):
+        return self.raw.source
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.raw.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        return self.raw.layout.dtype if hasattr(self.raw, "layout") else self.raw.dtype
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.scaling.out_dtype(self.stored_dtype)
+
+    def plan(self, index=...):
+        """The byte plan of ``index`` (contiguous datasets only)."""
+        return self.raw.plan(index)
+
+    def read(self, index=..., raw: bool = False) -> np.ndarray:
+        values = self.raw.read(index, raw=True)
+        return values if raw else self.scaling.apply(values, index, self.shape)
+
+    __getitem__ = read
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.read()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"MincProxy({self.source!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _valid_range(image, dtype: np.dtype) -> tuple[float, float]:
+    if dtype.kind == "f":
+        return (float("nan"), float("nan"))
+    info = np.iinfo(dtype)
+    vr = image.attrs.get("valid_range")
+    if vr is None:
+        return (float(info.min), float(info.max))
+    vr = np.asarray(vr, dtype=np.float64).ravel()
+    if vr[0] < info.min or vr[1] > info.max:
+        raise HeaderError(f"valid_range {vr.tolist()} is outside the range of {dtype}")
+    return (float(vr[0]), float(vr[1]))
+
+
+def read_info(f, path: str) -> dict:
+    """Everything the loader needs from an open ``h5py.File`` (reads no image data)."""
+    if "minc-2.0" not in f:
+        raise UnsupportedFormatError(f"{path}: an HDF5 file without a 'minc-2.0' group (not MINC2)")
+    try:
+        group = f["minc-2.0/image/0"]
+        image = group["image"]
+        dims_group = f["minc-2.0/dimensions"]
+    except KeyError as exc:
+        raise HeaderError(f"{path}: MINC2 file without image 0 or dimensions ({exc})") from None
+    names = _dimorder(image)
+    if len(names) != image.ndim:
+        raise HeaderError(f"{path}: MINC2 image 'dimorder' does not name its {image.ndim} axes")
+    if image.ndim > MAX_DIMS:
+        raise UnsupportedFormatError(f"{path}: {image.ndim} dimensions (at most {MAX_DIMS})")
+    dims = []
+    for name in names:
+        attrs = dict(dims_group[name].attrs) if name in dims_group else {}
+        spacing = attrs.get("spacing", b"regular__")
+        if spacing == b"irregular":
+            raise UnsupportedFormatError(f"{path}: irregular spacing of {name!r} is not supported")
+        if spacing != b"regular__":
+            warnings.warn(
+                f"{path}: invalid spacing {spacing!r} for {name!r}; assuming regular", stacklevel=3
+            )
+        dims.append(attrs)
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "iuf":
+        raise UnsupportedFormatError(f"{path}: MINC2 data of type {dtype} is not supported")
+    offset = None
+    plist = image.id.get_create_plist()
+    if image.chunks is None and plist.get_nfilters() == 0 and plist.get_external_count() == 0:
+        offset = image.id.get_offset()
+    info = {
+        "names": names,
+        "dims": dims,
+        "shape": tuple(int(n) for n in image.shape),
+        "dtype": dtype,
+        "offset": offset,
+        "valid": _valid_range(image, dtype),
+        "imin": np.zeros(()),
+        "imax": np.ones(()),
+    }
+    if dtype.kind != "f":
+        mn, mx = group["image-min"], group["image-max"]
+        if _dimorder(mn) != _dimorder(mx):
+            raise HeaderError(f"{path}: 'image-max' and 'image-min' have different dimensions")
+        scale_dims = _dimorder(mx)
+        if len(scale_dims) > 2:
+            raise HeaderError(f"{path}: more than two scaling dimensions")
+        if scale_dims != names[: len(scale_dims)]:
+            raise HeaderError(f"{path}: 'image-max' dimensions do not lead the image dimensions")
+        info["imin"] = np.asarray(mn[()], dtype=np.float64)
+        info["imax"] = np.asarray(mx[()], dtype=np.float64)
+        if info["imin"].shape != info["shape"][: info["imin"].ndim]:
+            raise HeaderError(f"{path}: 'image-min' has shape {info['imin'].shape}")
+    return info
+
+
+def affine_of(names: list[str], dims: list[dict]) -> np.ndarray:
+    """nibabel's MINC affine: spatial dimensions in array order; needs exactly three."""
+    spatial = [i for i, n in enumerate(names) if n.endswith("space")]
+    k = len(spatial)
+    rot = np.eye(k)
+    steps, starts = np.zeros(k), np.zeros(k)
+    for col, i in enumerate(spatial):
+        attrs = dims[i]
+        rot[:, col] = attrs.get("direction_cosines", _DEFAULT_COSINES.get(names[i]))
+        steps[col] = attrs.get("step", 1.0)
+        starts[col] = attrs.get("start", 0.0)
+    aff = np.eye(k + 1)
+    aff[:k, :k] = rot * steps
+    aff[:k, k] = np.dot(rot, starts)
+    return aff
+
+
+def zooms_of(dims: list[dict]) -> tuple[float, ...]:
+    return tuple(abs(float(d["step"])) if "step" in d else 1.0 for d in dims)
+
+
+def _header(info: dict) -> MincHeader:
+    rec = np.zeros((), RECORD)
+    n = len(info["names"])
+    rec["ndim"] = n
+    rec["dimorder"] = ",".join(info["names"]).encode()
+    rec["shape"][:n] = info["shape"]
+    rec["step"][:n] = [float(d.get("step", 1.0)) for d in info["dims"]]
+    rec["start"][:n] = [float(d.get("start", 0.0)) for d in info["dims"]]
+    for i, (name, d) in enumerate(zip(info["names"], info["dims"], strict=True)):
+        rec["direction_cosines"][i] = d.get("direction_cosines", _DEFAULT_COSINES.get(name, 0))
+    rec["valid_range"] = info["valid"]
+    rec["datatype"] = info["dtype"].str.encode()
+    rec["n_scale_dims"] = info["imin"].ndim
+    return MincHeader(rec)
+
+
+def load(path: str) -> Image:
+    """Open a MINC2 file as a proxied image (header, affine and scaling only)."""
+    from ..image import Image
+    from ..proxy import ArrayProxy
+
+    h5py = _h5py()
+    identity = FileIdentity.of(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ImageFileError(f"{path}: cannot open as HDF5: {exc}") from None
+    with f:
+        info = read_info(f, path)
+    affine = affine_of(info["names"], info["dims"])
+    if affine.shape != (4, 4):
+        raise UnsupportedFormatError(f"{path}: MINC2 image does not have 3 spatial dimensions")
+    scaling = MincScaling(info["dtype"].kind == "f", info["valid"], info["imin"], info["imax"])
+    if info["offset"] is not None:
+        layout = DiskLayout(info["shape"], info["dtype"], int(info["offset"]), "C")
+        if layout.offset + layout.nbytes > identity.size:
+            raise ImageFileError(f"{path}: MINC2 image data run past the end of the file")
+        raw = ArrayProxy(layout, FileSource(path, identity))
+    else:
+        raw = H5DatasetProxy(_H5Handle(path, identity), info["shape"], info["dtype"])
+    proxy = MincProxy(raw, scaling)
+    hdr = _header(info)
+    files = {"header": path, "image": path}
+    ident = {"header": identity, "image": identity}
+    return Image.from_proxy(proxy, affine, hdr, path, files, ident)
