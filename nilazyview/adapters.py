@@ -13,6 +13,7 @@ import numpy as np
 
 from .image import Image
 from .indexing import canonical_index
+from .sources import FileIdentity
 
 
 def _nibabel():
@@ -135,8 +136,8 @@ def from_nibabel(nib_img: Any) -> Image:
 
     Slicing reads through ``nib_img.dataobj`` (nibabel's proxy), so only what an
     index needs is read when nibabel can do that. The image is clean and
-    proxied; ``as_file`` saves a NIfTI copy, since the source may not be a
-    file a NIfTI tool can open. NIfTI header fields carry over.
+    proxied; while unchanged, ``as_file`` hands off the original file(s), and
+    otherwise saves a NIfTI copy. NIfTI header fields carry over.
 
     Parameters
     ----------
@@ -151,7 +152,19 @@ def from_nibabel(nib_img: Any) -> Image:
     proxy = NibabelProxy(nib_img.dataobj, filename or f"<{type(nib_img).__name__}>", filename)
     affine = nib_img.affine if getattr(nib_img, "affine", None) is not None else np.eye(4)
     hdr = _nifti_header(nib, getattr(nib_img, "header", None))
-    return Image.from_proxy(proxy, affine, hdr, None, {}, {})
+    files, identity = _source_files(nib_img) if filename else ({}, {})
+    return Image.from_proxy(proxy, affine, hdr, filename if files else None, files, identity)
+
+
+def _source_files(nib_img) -> tuple[dict[str, str], dict[str, FileIdentity]]:
+    """The existing files behind a nibabel image and their identities (for ``as_file``)."""
+    files, identity = {}, {}
+    for role, holder in getattr(nib_img, "file_map", {}).items():
+        path = getattr(holder, "filename", None)
+        if path and os.path.exists(path):
+            files[role] = os.fspath(path)
+            identity[role] = FileIdentity.of(path)
+    return files, identity
 
 
 class NilazyviewDataobj:

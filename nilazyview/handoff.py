@@ -181,6 +181,15 @@ def _default_ext(img: Image) -> str:
     return ".nii" + (".gz" if gz or ext == ".mgz" else "")
 
 
+def _is_format(filename: str | None, ext: str) -> bool:
+    """True when ``filename`` is already stored the way ``ext`` asks."""
+    if not filename:
+        return False
+    _, have, gz = split_ext(filename)
+    have = ".hdr" if have == ".img" else have
+    return have + (".gz" if gz else "") == ext
+
+
 def as_file(img: Image, ext: str | None = None, verify: bool = False) -> HandoffPath:
     """A filename an external tool can read for ``img``.
 
@@ -194,7 +203,8 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
     ----------
     img : Image
     ext : {".nii", ".nii.gz", ".hdr", ".hdr.gz"}, optional
-        Format of a temporary copy; default matches the source.
+        Format wanted. The original is handed off only if it is stored so;
+        default: the original's format, and NIfTI for other formats' copies.
     verify : bool
         If the image is dirty only because its data was loaded, compare the
         array with the file (a chunked re-read); if equal, clear ``dirty`` and
@@ -202,10 +212,14 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
     """
     if img.proxy is None and img._data is None:
         raise ImageFileError("image has neither a file nor data")
-    if is_unchanged(img):
+    if ext is not None and ext not in _EXTS:
+        raise ValueError(f"ext must be one of {_EXTS}, not {ext!r}")
+    original_ok = ext is None or _is_format(img.filename, ext)
+    if original_ok and is_unchanged(img):
         return _made(img.filename, False, img)
     if (
-        verify
+        original_ok
+        and verify
         and img.proxy is not None
         and metadata_unchanged(img)
         and files_unchanged(img)
@@ -214,8 +228,6 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         img.dirty = False
         return _made(img.filename, False, img)
     ext = ext or _default_ext(img)
-    if ext not in _EXTS:
-        raise ValueError(f"ext must be one of {_EXTS}, not {ext!r}")
     key = _state_key(img, ext)
     cached = img._handoff.get(key)
     if cached is not None and os.path.exists(cached):

@@ -238,6 +238,7 @@ class Image:
     def __getstate__(self) -> dict:
         if (
             self._data is None
+            and isinstance(self.proxy, ArrayProxy)
             and self.filename is not None
             and self.snapshot is not None
             and state_digests(self.header, self.affine)

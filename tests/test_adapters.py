@@ -46,7 +46,9 @@ def test_parrec_slicing_equals_nibabel(name):
 def test_parrec_as_file_saves_nifti():
     ref = nib.load(os.path.join(DATA, PARREC[0]))
     img = nlv.from_nibabel(ref)
-    with nlv.as_file(img) as path:
+    original = nlv.as_file(img)  # unchanged file source: handed off as it is
+    assert not original.is_temporary and original == ref.get_filename()
+    with nlv.as_file(img, ext=".nii") as path:  # a tool that needs NIfTI asks for it
         assert path.is_temporary and path.endswith(".nii")
         back = nib.load(path)
         np.testing.assert_array_equal(back.get_fdata(), np.asanyarray(ref.dataobj))

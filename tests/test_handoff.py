@@ -296,6 +296,18 @@ def test_temp_copy_formats(nii, ext):
             assert f.read(2) == b"\x1f\x8b"
 
 
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".hdr", ".hdr.gz"])
+def test_explicit_ext_hands_off_original_only_in_that_format(src, ext):
+    img = nlv.load(src)
+    out = nlv.as_file(img, ext=ext)
+    stored = ".hdr" if src.endswith(".hdr") else src[src.index(".") :]
+    if ext == stored:
+        assert out == src and not out.is_temporary
+    else:
+        assert out.is_temporary and out.endswith(ext)
+        np.testing.assert_array_equal(nib.load(out).get_fdata(), _array())
+
+
 @pytest.mark.parametrize(("suffix", "default"), [(".nii", ".nii"), (".nii.gz", ".nii.gz")])
 def test_default_ext_matches_source(tmp_path, suffix, default):
     path = str(tmp_path / f"d{suffix}")

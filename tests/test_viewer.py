@@ -336,8 +336,9 @@ def test_nibabel_image_and_numpy_array(volume_file):
     assert nv.error.value == "" and "proxy" in nv.badge.value
     assert nv.image.value == ref.image.value
     assert "read plan" not in nv.io.value
-    nv.img.nib.get_fdata()
-    assert nv.poll() == "in memory"
+    assert nv.handoff() == path  # an unchanged nibabel image hands off its own file
+    nv.img.get_data()
+    assert nv.poll() == "dirty"
     av = view(arr, window=ref.window)
     assert "in memory" in av.badge.value
     # an array has an identity affine: RAS, so columns are not flipped as in LAS

@@ -1,8 +1,7 @@
 """What the viewer can show: nilazyview Images, paths, nibabel images, numpy arrays.
 
-Everything becomes an object with the :class:`nilazyview.Image` surface the
-viewer uses: ``shape``, ``dtype``, ``affine``, ``is_proxy``, ``dirty``,
-``filename``, ``slicecopy[...]`` and ``slicecopy.plan[...]``.
+Everything becomes a :class:`nilazyview.Image` (nibabel images through
+:func:`nilazyview.from_nibabel`).
 """
 
 from __future__ import annotations
@@ -13,79 +12,9 @@ import os
 import numpy as np
 
 import nilazyview
+from nilazyview.adapters import as_image
 from nilazyview.errors import StaleFileError
 from nilazyview.sources import FileIdentity
-
-
-class _NibSliceCopy:
-    def __init__(self, owner: NibabelImage):
-        self._owner = owner
-
-    def __getitem__(self, index) -> np.ndarray:
-        nimg = self._owner.nib
-        cached = getattr(nimg, "_fdata_cache", None)
-        if cached is not None:
-            return np.array(cached[index], copy=True)
-        return np.array(nimg.dataobj[index], copy=True)
-
-    @property
-    def plan(self):
-        raise TypeError("nibabel images have no read plan")
-
-
-class NibabelImage:
-    """Adapter: a nibabel image seen through the nilazyview Image surface.
-
-    Slices read ``img.dataobj[...]`` (partial reads for proxies) or the
-    cached ``get_fdata`` array once the image holds one.
-    """
-
-    def __init__(self, nimg):
-        self.nib = nimg
-        aff = nimg.affine
-        self.affine = np.eye(4) if aff is None else np.asarray(aff, dtype=np.float64)
-        self.header = nimg.header
-        self.filename = nimg.get_filename()
-        self.proxy = None
-        self.dirty = False
-        self._identity = None
-        if self.filename and os.path.exists(self.filename):
-            self._identity = FileIdentity.of(self.filename)
-        self.slicecopy = _NibSliceCopy(self)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.nib.shape)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.nib.get_data_dtype()
-
-    @property
-    def is_proxy(self) -> bool:
-        import nibabel
-
-        return nibabel.is_proxy(self.nib.dataobj) and not self.nib.in_memory
-
-    def get_data(self) -> np.ndarray:
-        return self.nib.get_fdata()
-
-    def check_files(self) -> None:
-        if self._identity is None:
-            return
-        try:
-            now = FileIdentity.of(self.filename)
-        except FileNotFoundError:
-            raise StaleFileError(f"{self.filename}: file was removed after loading") from None
-        changed = self._identity.differences(now)
-        if changed:
-            raise StaleFileError(
-                f"{self.filename}: file changed on disk after loading ({', '.join(changed)})"
-            )
 
 
 def _is_nibabel_image(obj) -> bool:
@@ -100,14 +29,8 @@ def to_image(obj):
     TypeError
         For any other kind of object, or arrays with fewer than 2 dimensions.
     """
-    if isinstance(obj, nilazyview.Image):
-        img = obj
-    elif isinstance(obj, str | os.PathLike):
-        img = nilazyview.load(obj)
-    elif _is_nibabel_image(obj):
-        img = NibabelImage(obj)
-    elif isinstance(obj, np.ndarray):
-        img = nilazyview.Image(obj)
+    if isinstance(obj, nilazyview.Image | str | os.PathLike | np.ndarray) or _is_nibabel_image(obj):
+        img = as_image(obj)
     else:
         raise TypeError(
             f"cannot view an object of type {type(obj).__name__}: give a file path, "
@@ -138,9 +61,6 @@ def check_files(img, always: bool = False) -> None:
     In-memory images are checked too when ``always``.
     """
     if not (img.is_proxy or always):
-        return
-    if isinstance(img, NibabelImage):
-        img.check_files()
         return
     snap = getattr(img, "snapshot", None)
     if snap is None:
