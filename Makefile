@@ -31,7 +31,8 @@ test: setup
 
 demo: setup
 	$(PY) scripts/make_sample.py notebooks/data
-	$(VENV)/bin/jupyter lab notebooks/huge_volume.ipynb --port $(PORT) --ip 127.0.0.1
+	$(VENV)/bin/jupyter lab notebooks/huge_volume.ipynb --port $(PORT) --ip 127.0.0.1 \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	$(PY) benchmarks/bench_slices.py
