@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .layout import DiskLayout
@@ -19,13 +21,18 @@ def _box_slices(box: Box) -> tuple[slice, ...]:
 
 
 def _read_box_into(
-    layout: DiskLayout, box: Box, source: ByteSource, flat: np.ndarray, n_runs: int | None = None
+    layout: DiskLayout,
+    box: Box,
+    source: ByteSource,
+    flat: np.ndarray,
+    n_runs: int | None = None,
+    offset: int | None = None,
 ) -> None:
     buf = memoryview(flat.view(np.uint8))
     if n_runs is None:
         n_runs = box_runs(layout, box).n_runs
     if n_runs == 1:  # the common single run: no offset table, no per-run loop
-        source.read_into(box_offset(layout, box), buf)
+        source.read_into(box_offset(layout, box) if offset is None else offset, buf)
         return
     offsets, length = run_offsets(layout, box)
     source.read_runs(offsets, length, buf)
@@ -85,22 +92,33 @@ def execute(
         and scaling.is_identity
         and plan.post_is_trivial
     )
-    if plan.box.nbytes(layout) <= plan.heuristic.chunk_bytes:
+    if plan.box_nbytes <= plan.heuristic.chunk_bytes:
         # one piece (most slices): skip the chunking machinery
         if direct:
             flat = out.reshape(-1, order=layout.order)
-            _read_box_into(layout, plan.box, source, flat, plan.runs.n_runs)
+            _read_box_into(layout, plan.box, source, flat, plan.runs.n_runs, plan.box_offset)
         elif plan.strategy == "mmap":  # one gather from the map, straight into out
             scaling.apply(_mapped(layout, source)[plan.stored_index], out)
         else:
             scaling.apply(read_box(layout, plan.box, source, plan.strategy)[plan.post], out)
         return out
+    scratch = None  # one raw buffer for every chunk: peak memory is out + one chunk
     for chunk in plan.chunks():
         if direct:
             target = _direct_target(out, chunk, layout.order)
             if target is not None:
                 _read_box_into(layout, chunk.box, source, target)
                 continue
-        values = read_box(layout, chunk.box, source, plan.strategy)[chunk.post]
+        if plan.strategy == "pread":
+            size = math.prod(chunk.box.count)
+            if scratch is None or scratch.size < size:
+                scratch = None
+                scratch = np.empty(size, layout.dtype)
+            flat = scratch[:size]
+            _read_box_into(layout, chunk.box, source, flat)
+            values = flat.reshape(chunk.box.count, order=layout.order)[chunk.post]
+        else:
+            values = read_box(layout, chunk.box, source, plan.strategy)[chunk.post]
         scaling.apply(values, out[(*chunk.out_index, Ellipsis)])
+        del values
     return out

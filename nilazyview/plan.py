@@ -205,9 +205,19 @@ class ReadPlan:
         """Bytes read from the stored array."""
         return 0 if self.strategy == "empty" else self.runs.nbytes
 
-    @property
+    @cached_property
     def out_shape(self) -> tuple[int, ...]:
         return self.index.out_shape
+
+    @cached_property
+    def box_offset(self) -> int:
+        """File offset of the first byte of the box."""
+        return box_offset(self.layout, self.box)
+
+    @cached_property
+    def box_nbytes(self) -> int:
+        """Bytes of the box (the raw data held at once when read in one piece)."""
+        return self.box.nbytes(self.layout)
 
     @cached_property
     def post(self) -> tuple:
@@ -316,6 +326,36 @@ def _candidates(layout: DiskLayout, sels: tuple[AxisSelection, ...]) -> Iterator
             yield Box(*(tuple(p[i] for p in parts) for i in range(3)))
 
 
+_PLAN_MEMO: dict = {}
+_PLAN_MEMO_SIZE = 256
+
+
+def _index_key(index) -> tuple | None:
+    """A hashable, type-exact key for a plain index of ints, slices, None and Ellipsis.
+
+    None for anything else (numpy ints, bools, arrays...): those are planned afresh.
+    """
+    if type(index) is not tuple:
+        index = (index,)
+    key: list = []
+    for it in index:
+        t = type(it)
+        if t is int or it is None or it is Ellipsis:
+            key.append(it)
+        elif t is slice:
+            a, b, c = it.start, it.stop, it.step
+            if not (
+                (a is None or type(a) is int)
+                and (b is None or type(b) is int)
+                and (c is None or type(c) is int)
+            ):
+                return None
+            key.append((a, b, c))
+        else:
+            return None
+    return tuple(key)
+
+
 def plan_read(
     layout: DiskLayout,
     index,
@@ -326,7 +366,27 @@ def plan_read(
     Returns the cheapest :class:`ReadPlan` under ``heuristic``: the ``pread``
     candidate box of least cost (bytes + runs * ``run_cost_bytes``), or an
     ``mmap`` gather of the tight box when that costs less.
+
+    Plans are immutable and depend only on the arguments, so recent ones are
+    memoised (a repeated index, as a viewer redrawing a slice makes, skips
+    planning).
     """
+    key = None if isinstance(index, CanonicalIndex) else _index_key(index)
+    if key is None:
+        return _plan_read(layout, index, heuristic)
+    mkey = (id(layout), id(heuristic), key)
+    plan = _PLAN_MEMO.get(mkey)
+    # the memoised plan holds its layout and heuristic, so their ids are not reused
+    if plan is not None and plan.layout is layout and plan.heuristic is heuristic:
+        return plan
+    plan = _plan_read(layout, index, heuristic)
+    if len(_PLAN_MEMO) >= _PLAN_MEMO_SIZE:
+        _PLAN_MEMO.clear()
+    _PLAN_MEMO[mkey] = plan
+    return plan
+
+
+def _plan_read(layout: DiskLayout, index, heuristic: ReadHeuristic) -> ReadPlan:
     cidx = index if isinstance(index, CanonicalIndex) else canonical_index(index, layout.shape)
     # the tight box, per axis: lowest position, count, |step| (1 for one element)
     lo: list[int] = []

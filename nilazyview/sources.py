@@ -165,8 +165,12 @@ class FileSource(ByteSource):
             )
 
     def read_into(self, offset: int, out: memoryview) -> None:
-        fd = self.handle()
-        want, done = len(out), 0
+        fd = self._handle if self._handle is not None else self.handle()
+        want = len(out)
+        if want <= _MAX_READ:  # one call, as a rule (a short read falls through to the loop)
+            done = os.preadv(fd, [out], offset)
+        else:
+            done = 0
         while done < want:
             n = os.preadv(fd, [out[done : done + _MAX_READ]], offset + done)
             if n == 0:
@@ -267,7 +271,7 @@ class GzipSource(ByteSource):
 class MemorySource(ByteSource):
     """Bytes already in memory (tests, and headers kept for pickling)."""
 
-    can_mmap = False
+    can_mmap = True
 
     def __init__(self, data: bytes, heuristic: ReadHeuristic = PLAIN_FILE):
         self.path = "<memory>"
@@ -297,6 +301,10 @@ class MemorySource(ByteSource):
 
     def read_bytes(self, offset: int, n: int) -> bytes:
         return bytes(self._data[offset : offset + n])
+
+    def mapping(self) -> memoryview:
+        """The bytes themselves, read-only (plans may gather from them like from a map)."""
+        return self._data
 
 
 def is_gzip(path: str | os.PathLike) -> bool:
