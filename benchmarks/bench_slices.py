@@ -11,10 +11,8 @@ through each reader and prints medians and ratios. Run from the repository root:
 Readers (every one returns a new, native-order array equal to the others):
 
 * ``nilazyview``: ``img.slicecopy[index]`` on a loaded image (the source's
-  file handle and map are open; the plan of a repeated index is memoised).
-* ``nlv-unplanned``: the same, with the plan memo cleared before every call, so
-  each call also canonicalises the index and plans the read (what a viewer
-  scrolling to a new slice pays). Reported, not part of the target.
+  file handle and map are open); every call canonicalises the index, plans
+  the read and executes it.
 * ``nibabel``: ``img.dataobj[index]`` (nibabel's ArrayProxy).
 * ``memmap``: ``numpy.memmap(path, ..., mode="r")[index].copy()`` on one
   mapping made before timing (page tables warm, like a long-lived memmap).
@@ -114,7 +112,6 @@ def make_readers(path: str, n: int):
     import nibabel as nib
 
     import nilazyview as nlv
-    from nilazyview import plan as nlv_plan
 
     img = nlv.load(path)
     nimg = nib.load(path)
@@ -147,12 +144,8 @@ def make_readers(path: str, n: int):
         del raw_map_holder[:]
         os.close(fd)
 
-    def unplanned(idx):
-        nlv_plan._PLAN_MEMO.clear()
-        return img.slicecopy[idx]
-
     raw_map_holder = [raw_map, raw]
-    return img, nimg, mm, pread_last, pread_middle, gather_first, close, unplanned
+    return img, nimg, mm, pread_last, pread_middle, gather_first, close
 
 
 def run(n: int, min_reps: int, tmpdir: str | None) -> dict:
@@ -174,7 +167,7 @@ def run(n: int, min_reps: int, tmpdir: str | None) -> dict:
         )
         warm_cache(path)
         readers = make_readers(path, n)
-        img, nimg, mm, pread_last, pread_middle, gather_first, close, unplanned = readers
+        img, nimg, mm, pread_last, pread_middle, gather_first, close = readers
         raw_fns = {
             "last": ("pread (1 call)", lambda: pread_last(k)),
             "middle": (f"pread ({n} calls)", lambda: pread_middle(k)),
@@ -188,7 +181,6 @@ def run(n: int, min_reps: int, tmpdir: str | None) -> dict:
                     "nibabel": lambda idx=idx: nimg.dataobj[idx],
                     "memmap": lambda idx=idx: mm[idx].copy(order="K"),
                     "pread": raw_fns[name][1],
-                    "nlv-unplanned": lambda idx=idx: unplanned(idx),
                 }
                 for who, fn in fns.items():
                     got = np.asarray(fn())
@@ -202,7 +194,6 @@ def run(n: int, min_reps: int, tmpdir: str | None) -> dict:
                 best_raw = min(t["memmap"], t["pread"])
                 case["ratio_nlv_vs_best_raw"] = t["nilazyview"] / best_raw
                 case["ratio_nibabel_vs_nlv"] = t["nibabel"] / t["nilazyview"]
-                case["ratio_unplanned_vs_best_raw"] = t["nlv-unplanned"] / best_raw
                 case["target_met"] = case["ratio_nlv_vs_best_raw"] <= TARGET_RATIO
                 results["cases"][name] = case
                 print(f"  {name:6s} done", file=sys.stderr)
@@ -226,7 +217,7 @@ def print_table(res: dict) -> None:
     )
     head = (
         f"{'slice':20s} {'nilazyview':>10s} {'nibabel':>9s} {'memmap':>9s} {'pread':>9s} "
-        f"{'unplanned':>9s}  {'nlv/best':>8s} {'nib/nlv':>7s} {'unpl/best':>9s}  target"
+        f" {'nlv/best':>8s} {'nib/nlv':>7s}  target"
     )
     print(head)
     print("-" * len(head))
@@ -235,15 +226,11 @@ def print_table(res: dict) -> None:
         label = f"{name} {c['index'].replace('slice(None, None, None)', ':')}"
         print(
             f"{label:20s} {fmt_ms(t['nilazyview']):>10s} {fmt_ms(t['nibabel']):>9s} "
-            f"{fmt_ms(t['memmap']):>9s} {fmt_ms(t['pread']):>9s} {fmt_ms(t['nlv-unplanned']):>9s}  "
-            f"{c['ratio_nlv_vs_best_raw']:8.2f} {c['ratio_nibabel_vs_nlv']:7.1f} "
-            f"{c['ratio_unplanned_vs_best_raw']:9.2f}  "
+            f"{fmt_ms(t['memmap']):>9s} {fmt_ms(t['pread']):>9s}  "
+            f"{c['ratio_nlv_vs_best_raw']:8.2f} {c['ratio_nibabel_vs_nlv']:7.1f}  "
             f"{'ok' if c['target_met'] else 'MISSED'} (nlv/best <= {TARGET_RATIO})"
         )
-    print(
-        "\nbest = the faster of memmap and pread; unplanned = nilazyview with its plan memo "
-        "cleared before each call (informational)"
-    )
+    print("\nbest = the faster of memmap and pread")
     for name, c in res["cases"].items():
         reps = next(iter(c["times"].values()))["reps"]
         print(f"  {name}: pread column = {c['pread_method']}; {reps} interleaved reps")

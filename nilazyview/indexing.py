@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class AxisSelection:
+class AxisSelection(NamedTuple):
     """The elements chosen on one axis: ``start + step * k`` for ``k < count``.
 
     ``keep`` is False for an integer index, whose axis is dropped from the result.
@@ -41,8 +40,7 @@ class AxisSelection:
         return self.step < 0 and self.count > 1
 
 
-@dataclass(frozen=True)
-class CanonicalIndex:
+class CanonicalIndex(NamedTuple):
     """An index over ``shape``: one :class:`AxisSelection` per axis, plus new axes.
 
     ``items`` lists, in output order, an axis number for each indexed axis and
@@ -114,7 +112,7 @@ def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
                 ) from None
             axes.append(AxisSelection(start, step, len(range(start, stop, step))))
         else:
-            i = _as_int(it)
+            i = it if type(it) is int else _as_int(it)
             if i is None:
                 raise IndexError(
                     "slicecopy supports basic indexing only (integers, slices, Ellipsis, None); "

@@ -312,50 +312,6 @@ class ReadPlan:
         return -1
 
 
-def _candidates(layout: DiskLayout, sels: tuple[AxisSelection, ...]) -> Iterator[Box]:
-    tight = [_tight(s) for s in sels]
-    order = layout.storage_axes
-    for m in range(layout.ndim + 1):
-        for widen_m in (True, False):
-            parts = list(tight)
-            for ax in order[:m]:
-                parts[ax] = (0, layout.shape[ax], 1)
-            if m < layout.ndim and widen_m:
-                s = sels[order[m]]
-                parts[order[m]] = (s.lo, s.hi - s.lo, 1)
-            yield Box(*(tuple(p[i] for p in parts) for i in range(3)))
-
-
-_PLAN_MEMO: dict = {}
-_PLAN_MEMO_SIZE = 256
-
-
-def _index_key(index) -> tuple | None:
-    """A hashable, type-exact key for a plain index of ints, slices, None and Ellipsis.
-
-    None for anything else (numpy ints, bools, arrays...): those are planned afresh.
-    """
-    if type(index) is not tuple:
-        index = (index,)
-    key: list = []
-    for it in index:
-        t = type(it)
-        if t is int or it is None or it is Ellipsis:
-            key.append(it)
-        elif t is slice:
-            a, b, c = it.start, it.stop, it.step
-            if not (
-                (a is None or type(a) is int)
-                and (b is None or type(b) is int)
-                and (c is None or type(c) is int)
-            ):
-                return None
-            key.append((a, b, c))
-        else:
-            return None
-    return tuple(key)
-
-
 def plan_read(
     layout: DiskLayout,
     index,
@@ -366,27 +322,7 @@ def plan_read(
     Returns the cheapest :class:`ReadPlan` under ``heuristic``: the ``pread``
     candidate box of least cost (bytes + runs * ``run_cost_bytes``), or an
     ``mmap`` gather of the tight box when that costs less.
-
-    Plans are immutable and depend only on the arguments, so recent ones are
-    memoised (a repeated index, as a viewer redrawing a slice makes, skips
-    planning).
     """
-    key = None if isinstance(index, CanonicalIndex) else _index_key(index)
-    if key is None:
-        return _plan_read(layout, index, heuristic)
-    mkey = (id(layout), id(heuristic), key)
-    plan = _PLAN_MEMO.get(mkey)
-    # the memoised plan holds its layout and heuristic, so their ids are not reused
-    if plan is not None and plan.layout is layout and plan.heuristic is heuristic:
-        return plan
-    plan = _plan_read(layout, index, heuristic)
-    if len(_PLAN_MEMO) >= _PLAN_MEMO_SIZE:
-        _PLAN_MEMO.clear()
-    _PLAN_MEMO[mkey] = plan
-    return plan
-
-
-def _plan_read(layout: DiskLayout, index, heuristic: ReadHeuristic) -> ReadPlan:
     cidx = index if isinstance(index, CanonicalIndex) else canonical_index(index, layout.shape)
     # the tight box, per axis: lowest position, count, |step| (1 for one element)
     lo: list[int] = []
@@ -426,12 +362,14 @@ def _plan_read(layout: DiskLayout, index, heuristic: ReadHeuristic) -> ReadPlan:
 def _cheapest_box(
     layout: DiskLayout, lo: list[int], count: list[int], step: list[int], run_cost: int
 ) -> tuple[Box | None, int, Runs, Runs]:
-    """The :func:`_candidates` box of least ``pread`` cost (None: the tight box).
+    """The candidate box of least ``pread`` cost (None: the tight box).
 
-    Cost is (bytes + runs * ``run_cost``, bytes, runs), compared in that order,
-    first candidate winning ties: the same choice as
-    ``min(_candidates(...), key=cost)``, but computed from prefix and suffix
-    products instead of building a box per candidate (this runs on every slice).
+    Candidates, for m = 0..ndim: storage axes before m read whole, axis m read
+    either from its lowest to its highest selected position (widened) or as
+    selected, later axes as selected. Cost is (bytes + runs * ``run_cost``,
+    bytes, runs), compared in that order, the first candidate winning ties;
+    it is computed from prefix and suffix products rather than by building a
+    box per candidate (this runs on every slice).
     Also returns the best cost, the best box's runs and the tight box's runs.
     """
     shape = layout.shape
