@@ -17,12 +17,12 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 lint: setup
-	$(VENV)/bin/ruff check nilazyview tests benchmarks scripts
-	$(VENV)/bin/ruff format --check nilazyview tests benchmarks scripts
+	$(VENV)/bin/ruff check nilazyview tests benchmarks scripts fuzz
+	$(VENV)/bin/ruff format --check nilazyview tests benchmarks scripts fuzz
 
 format: setup
-	$(VENV)/bin/ruff check --fix nilazyview tests benchmarks scripts
-	$(VENV)/bin/ruff format nilazyview tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix nilazyview tests benchmarks scripts fuzz
+	$(VENV)/bin/ruff format nilazyview tests benchmarks scripts fuzz
 
 test: setup
 	bash scripts/install-chromium.sh

@@ -16,6 +16,7 @@ import numpy as np
 from .errors import ImageFileError
 from .formats import spm
 from .image import Image, state_digests
+from .io.leftovers import clean_handoff_folders, handoff_prefix
 from .io.paths import split_ext
 from .io.save import save
 from .sources import FileIdentity
@@ -62,13 +63,18 @@ def _made(path: str, temporary: bool, img: Image) -> HandoffPath:
 
 
 def temp_folder() -> str:
-    """The private (0700) folder of this process's temporary copies."""
+    """The private (0700) folder of this process's temporary copies.
+
+    Named ``nilazyview-{host}-{pid}-{random}``; creating it first removes the
+    folders of ended processes (see :mod:`nilazyview.io.leftovers`).
+    """
     global _folder, _folder_pid
     with _lock:
         if _folder is None or _folder_pid != os.getpid() or not os.path.isdir(_folder):
             base = os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
+            clean_handoff_folders(base)  # those of killed processes (pid in the name)
             try:
-                _folder = tempfile.mkdtemp(prefix="nilazyview-", dir=base)
+                _folder = tempfile.mkdtemp(prefix=handoff_prefix(), dir=base)
             except OSError as exc:
                 raise ImageFileError(
                     f"cannot create a temporary folder in {base!r}: {exc.strerror}; "

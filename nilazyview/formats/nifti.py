@@ -20,6 +20,8 @@ from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC
 #: Largest total size of header extensions we read (bytes).
 MAX_EXTENSION_BYTES = 256 * 2**20
 SINGLE_OFFSET = {"nifti1": 352, "nifti2": 544}
+#: Most elements a shape may declare, zeros counted as ones (numpy's limit for 16-byte items).
+MAX_ELEMENTS = (2**63 - 1) // 16
 
 
 def sniff(block: bytes, path: str) -> tuple[str, str]:
@@ -75,6 +77,9 @@ def shape_of(hdr: Header, path: str) -> tuple[int, ...]:
     shape = tuple(dim[1 : dim[0] + 1])
     if any(n < 0 for n in shape):
         raise HeaderError(f"{path}: field 'dim' has a negative size {shape}")
+    # numpy cannot make such a shape even with a zero in it (the data checks see 0 bytes)
+    if math.prod(max(1, n) for n in shape) > MAX_ELEMENTS:
+        raise HeaderError(f"{path}: field 'dim' declares {shape}, too many elements for an array")
     return shape
 
 
@@ -107,9 +112,10 @@ def scaling_of(hdr: Header) -> Scaling:
         # SPM2: no usable slope; derive one from the gl/cal ranges when both are set
         g = int(hdr["glmax"]) - int(hdr["glmin"])
         c = float(hdr["cal_max"]) - float(hdr["cal_min"])
-        if g and c:
+        if g and c and math.isfinite(c):
             slope = c / g
-            return Scaling(slope, float(hdr["cal_min"]) - slope * int(hdr["glmin"]))
+            # through from_header: a non-finite result (absurd fields) means unscaled
+            return Scaling.from_header(slope, float(hdr["cal_min"]) - slope * int(hdr["glmin"]))
     return sc
 
 
