@@ -203,16 +203,15 @@ def write_notebook(path: str, folder: str | None = None) -> str:
 
 def cmd_view(args: argparse.Namespace) -> int:
     info(args.file)  # fails early, in one line, on a missing or unreadable file
+    if not args.print_only and importlib.util.find_spec("jupyterlab") is None:
+        raise UserError("JupyterLab is not installed; pip install 'nilazyview[notebook]'")
     nb = write_notebook(args.file, args.dir)
     if args.print_only:
         print(nb)
         return 0
-    if importlib.util.find_spec("jupyterlab") is None:
-        raise UserError(
-            f"JupyterLab is not installed (notebook written to {nb}); "
-            "pip install 'nilazyview[notebook]'"
-        )
     cmd = [sys.executable, "-m", "jupyterlab", nb, f"--ServerApp.root_dir={os.path.dirname(nb)}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # JupyterLab refuses root without it
     if args.no_browser:
         cmd.append("--no-browser")
     if args.port:

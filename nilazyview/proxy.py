@@ -8,19 +8,29 @@ from .execute import execute
 from .layout import DiskLayout
 from .plan import ReadPlan, plan_read
 from .scaling import Scaling
-from .sources import ByteSource
+from .sources import ByteSource, FileIdentity, check_unchanged
 
 
 class ArrayProxy:
     """Lazy array: a :class:`DiskLayout` in a :class:`ByteSource`, with read scaling.
 
     Pickles as its layout, scaling and the source's opener arguments.
+
+    ``watch`` lists other files the layout was read from, as ``(path, identity)``
+    (a pair's header file): each read checks they are unchanged too.
     """
 
-    def __init__(self, layout: DiskLayout, source: ByteSource, scaling: Scaling | None = None):
+    def __init__(
+        self,
+        layout: DiskLayout,
+        source: ByteSource,
+        scaling: Scaling | None = None,
+        watch: tuple[tuple[str, FileIdentity], ...] = (),
+    ):
         self.layout = layout
         self.source = source
         self.scaling = scaling or Scaling()
+        self.watch = tuple(watch)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -38,10 +48,17 @@ class ArrayProxy:
     def plan(self, index=...) -> ReadPlan:
         return plan_read(self.layout, index, self.source.heuristic)
 
+    def check_fresh(self) -> None:
+        """Raise :class:`~nilazyview.StaleFileError` if a file changed since loading."""
+        self.source.check_fresh()
+        for path, ident in self.watch:
+            check_unchanged(path, ident, self.source.portable, what="header file")
+
     def read(self, index=..., raw: bool = False) -> np.ndarray:
         """A new array of ``stored[index]``, scaled unless ``raw``."""
-        self.source.check_fresh()
-        return execute(self.plan(index), self.source, self.scaling, raw=raw)
+        self.check_fresh()
+        plan, source = self.source.prepare(self.plan(index))
+        return execute(plan, source, self.scaling, raw=raw)
 
     __getitem__ = read
 
@@ -50,7 +67,7 @@ class ArrayProxy:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def __reduce__(self):
-        return (ArrayProxy, (self.layout, self.source, self.scaling))
+        return (ArrayProxy, (self.layout, self.source, self.scaling, self.watch))
 
     def __repr__(self) -> str:
         return f"ArrayProxy({self.source!r}, shape={self.shape}, dtype={self.dtype})"

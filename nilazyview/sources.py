@@ -10,13 +10,15 @@ import gzip
 import mmap
 import os
 import threading
+import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import coldread
 from .errors import ImageFileError, StaleFileError, TruncatedDataError
-from .plan import GZIP_STREAM, PLAIN_FILE, ReadHeuristic
+from .plan import GZIP_STREAM, PLAIN_FILE, ReadHeuristic, ReadPlan, plan_read, run_offsets
 
 _MAX_READ = 1 << 30  # bytes per syscall (Linux caps a read near 2 GiB)
 
@@ -45,6 +47,44 @@ class FileIdentity:
         return [n for n in names if getattr(self, n) != getattr(other, n)]
 
 
+def _when(ns: int) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
+    return f"{stamp}.{ns // 10**6 % 1000:03d}"
+
+
+def stale_error(
+    path: str, old: FileIdentity, new: FileIdentity | None, changed=(), what: str = "file"
+) -> StaleFileError:
+    """The error for a file that is no longer the version loaded, saying what changed."""
+    if new is None:
+        details = "it was removed"
+    else:
+        texts = {
+            "size": f"size {old.size} -> {new.size} bytes",
+            "mtime_ns": f"mtime now {_when(new.mtime_ns)}, was {_when(old.mtime_ns)} at load",
+            "inode": "replaced by another file (new inode)",
+            "device": "now on another device",
+        }
+        details = "; ".join(texts[n] for n in changed)
+    return StaleFileError(
+        f"{path}: {what} changed on disk since it was loaded ({details}); the image still "
+        f"describes the old version. Load it again: img = nilazyview.load({path!r})"
+    )
+
+
+def check_unchanged(
+    path: str, identity: FileIdentity, portable: bool = False, what: str = "file"
+) -> None:
+    """Raise :class:`StaleFileError` if the file at ``path`` is no longer ``identity``."""
+    try:
+        now = FileIdentity.of(path)
+    except FileNotFoundError:
+        raise stale_error(path, identity, None, what=what) from None
+    changed = identity.differences(now, portable)
+    if changed:
+        raise stale_error(path, identity, now, changed, what)
+
+
 class ByteSource:
     """Base for byte sources. Subclasses implement :meth:`_open` and :meth:`read_into`."""
 
@@ -71,18 +111,8 @@ class ByteSource:
 
     def check_identity(self) -> None:
         """Raise :class:`StaleFileError` if the file is no longer the one loaded."""
-        if self.identity is None:
-            return
-        try:
-            now = FileIdentity.of(self.path)
-        except FileNotFoundError:
-            raise StaleFileError(f"{self.path}: file was removed after loading") from None
-        changed = self.identity.differences(now, self.portable)
-        if changed:
-            raise StaleFileError(
-                f"{self.path}: file changed on disk after loading ({', '.join(changed)} differ); "
-                "load it again with nilazyview.load"
-            )
+        if self.identity is not None:
+            check_unchanged(self.path, self.identity, self.portable)
 
     def check_fresh(self) -> None:
         """Before a read: raise :class:`StaleFileError` if the file changed since loading.
@@ -98,8 +128,18 @@ class ByteSource:
             with self._lock:
                 if self._handle is None:
                     self.check_identity()
-                    self._handle = self._open()
+                    h = self._open()
+                    try:  # the file may have been swapped between the check and the open
+                        self._verify_open(h)
+                    except BaseException:
+                        self._close(h)
+                        raise
+                    self._handle = h
         return self._handle
+
+    def _verify_open(self, h) -> None:
+        """After opening: raise :class:`StaleFileError` unless ``h`` is the version loaded."""
+        self.check_identity()
 
     def close(self) -> None:
         with self._lock:
@@ -112,6 +152,15 @@ class ByteSource:
             self.close()
         except Exception:
             pass
+
+    def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
+        """Before executing ``plan``: the plan and source to run it with (default: as is).
+
+        Sources may switch strategy here: a gzip source decompresses the whole
+        stream for plans that need most of it, a file source hints the kernel
+        to fetch the runs of a plan whose pages are not cached.
+        """
+        return plan, self
 
     def read_runs(self, offsets: np.ndarray, length: int, out: memoryview) -> None:
         """Read ``len(offsets)`` runs of ``length`` bytes, concatenated, into ``out``."""
@@ -159,10 +208,18 @@ class FileSource(ByteSource):
             return
         st = os.fstat(fd)  # the open file itself: cheap, and right even if renamed over
         if st.st_size != ident.size or st.st_mtime_ns != ident.mtime_ns:
-            raise StaleFileError(
-                f"{self.path}: file changed on disk after loading (size or mtime differ); "
-                "load it again with nilazyview.load"
-            )
+            now = FileIdentity(st.st_size, st.st_mtime_ns, ident.inode, ident.device)
+            raise stale_error(self.path, ident, now, ident.differences(now, portable=True))
+
+    def _verify_open(self, fd: int) -> None:
+        ident = self.identity
+        if ident is None:
+            return
+        st = os.fstat(fd)  # exactly the file read from now on
+        now = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        changed = ident.differences(now, self.portable)
+        if changed:
+            raise stale_error(self.path, ident, now, changed)
 
     def read_into(self, offset: int, out: memoryview) -> None:
         fd = self._handle if self._handle is not None else self.handle()
@@ -176,6 +233,25 @@ class FileSource(ByteSource):
             if n == 0:
                 raise self._short(offset, want, done)
             done += n
+
+    def read_runs(self, offsets: np.ndarray, length: int, out: memoryview) -> None:
+        # many runs not in the page cache: kernel hints and a thread pool (coldread)
+        fd = self._handle if self._handle is not None else self.handle()
+        if not coldread.read_runs_cold(fd, offsets, length, out, self._short):
+            super().read_runs(offsets, length, out)
+
+    def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
+        """A memory-map gather of many runs not in the page cache becomes hinted ``pread``s."""
+        if plan.strategy != "mmap" or plan.n_runs < coldread.MIN_RUNS:
+            return plan, self
+        fd = self._handle if self._handle is not None else self.handle()
+        if not coldread.is_cold(fd, coldread.probe_offsets(plan.layout, plan.box)):
+            return plan, self
+        if plan.n_runs > coldread.MAX_PREAD_RUNS:
+            return plan, self  # runs this dense: the kernel's own readahead does best
+        # hint now: the probe itself starts reading its pages, so the next probe may pass
+        coldread.advise(fd, *run_offsets(plan.layout, plan.box))
+        return replace(plan, strategy="pread"), self
 
     def read_bytes(self, offset: int, n: int) -> bytes:
         return os.pread(self.handle(), n, offset)
@@ -201,22 +277,95 @@ def _have_indexed_gzip() -> bool:
 class GzipSource(ByteSource):
     """A gzip stream with random access: ``indexed_gzip`` if installed, else ``gzip``.
 
+    With ``indexed_gzip`` the seek-point index is persisted per user
+    (:mod:`nilazyview.gzindex`). Plans that need most of the stream are served
+    by one whole-stream decompression (:mod:`nilazyview.gzwhole`), kept in
+    memory or a spill file, after which this source reads like a plain file.
     Reads hold a lock (the decompressor has one position); runs are sorted so a
     plan streams forward.
     """
 
-    heuristic = GZIP_STREAM
     can_mmap = False
+    #: A plan that must decompress at least this fraction of the data goes whole-stream.
+    WHOLE_FRACTION = 0.5
+    #: ... and is streamed, keeping nothing, when its result is at least this fraction.
+    FORWARD_FRACTION = 0.25
+
+    def __init__(self, path, identity=None):
+        super().__init__(path, identity)
+        self._stream_heuristic = GZIP_STREAM
+        self._whole: ByteSource | None = None
+        self._whole_lock = threading.Lock()
+
+    @property
+    def heuristic(self) -> ReadHeuristic:  # type: ignore[override]
+        """The stream's cost model, or the kept decompressed stream's once there is one."""
+        whole = self._whole
+        return self._stream_heuristic if whole is None else whole.heuristic
+
+    @heuristic.setter
+    def heuristic(self, value: ReadHeuristic) -> None:
+        self._stream_heuristic = value
+
+    @property
+    def whole(self) -> ByteSource | None:
+        """The decompressed stream once kept (``.kind``: ``"memory"`` or ``"spill"``), or None."""
+        return self._whole
 
     def _open(self):
         if _have_indexed_gzip():
-            import indexed_gzip
+            from .gzindex import IndexedStream
 
-            return indexed_gzip.IndexedGzipFile(self.path, spacing=4 * 2**20, readbuf_size=2**20)
+            return IndexedStream(self.path)
         return gzip.GzipFile(self.path, "rb")
 
     def _close(self, f) -> None:
         f.close()
+
+    def close(self) -> None:
+        whole, self._whole = self._whole, None
+        if whole is not None:
+            whole.close()
+        super().close()
+
+    def check_fresh(self) -> None:
+        if self._handle is not None or self._whole is not None:
+            self.check_identity()
+
+    def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
+        whole = self._whole
+        if whole is None and plan.strategy != "empty":
+            from . import gzindex, gzwhole
+
+            end = plan.layout.offset + plan.layout.nbytes
+            need = plan.nbytes + plan.n_runs * (gzindex.spacing() // 2)
+            if end and need >= self.WHOLE_FRACTION * end:
+                if gzwhole.plan_bytes(plan) >= self.FORWARD_FRACTION * end:
+                    return plan, gzwhole.ForwardStream(self.path, end)
+                whole = self._materialize(end)
+        if whole is None:
+            return plan, self
+        if plan.heuristic is not whole.heuristic:
+            plan = plan_read(plan.layout, plan.index, whole.heuristic)
+        return plan, whole
+
+    def _materialize(self, end: int) -> ByteSource | None:
+        from . import gzwhole
+
+        with self._whole_lock:
+            if self._whole is None:
+                self.check_identity()
+                handle = self._handle
+                if handle is None or not getattr(handle, "imported", False):
+                    gzwhole.start_index_build(self.path, end)
+                self._whole = gzwhole.materialize(self.path, end)
+            return self._whole
+
+    def mapping(self):
+        """The kept decompressed stream's bytes, read-only (only once it is kept)."""
+        if self._whole is None:
+            raise TypeError(f"{self.path}: a gzip stream cannot be memory-mapped")
+        return self._whole.mapping()
 
     def _errors(self):
         errs: tuple[type[BaseException], ...] = (zlib.error, EOFError, gzip.BadGzipFile, OSError)
@@ -233,15 +382,23 @@ class GzipSource(ByteSource):
         done = 0
         while done < len(out):
             n = f.readinto(out[done:])
+            if n is not None and n < 0:  # raw indexed_gzip returns some failures as codes
+                raise OSError(f"gzip read failed (error code {n})")
             if not n:
                 break
             done += n
         return done
 
     def read_into(self, offset: int, out: memoryview) -> None:
+        if self._whole is not None:
+            self._whole.read_into(offset, out)
+            return
         self.read_runs(np.array([offset]), len(out), out)
 
     def read_runs(self, offsets, length, out) -> None:
+        if self._whole is not None:
+            self._whole.read_runs(offsets, length, out)
+            return
         f = self.handle()
         pos = 0
         try:
@@ -251,6 +408,9 @@ class GzipSource(ByteSource):
                     if got < length:
                         raise self._short(off, length, got)
                     pos += length
+                after = getattr(f, "after_read", None)
+                if after is not None:
+                    after()
         except self._errors() as exc:
             raise ImageFileError(
                 f"{self.path}: corrupt gzip stream near uncompressed offset "
@@ -258,13 +418,17 @@ class GzipSource(ByteSource):
             ) from exc
 
     def read_bytes(self, offset: int, n: int) -> bytes:
+        if self._whole is not None and offset + n <= getattr(self._whole, "nbytes", 0):
+            return self._whole.read_bytes(offset, n)
         buf = bytearray(n)
         f = self.handle()
         try:
             with self._lock:
                 got = self._read_locked(f, offset, memoryview(buf))
         except self._errors() as exc:
-            raise ImageFileError(f"{self.path}: corrupt gzip stream: {exc}") from exc
+            raise ImageFileError(
+                f"{self.path}: corrupt gzip stream near uncompressed offset {offset}: {exc}"
+            ) from exc
         return bytes(buf[:got])
 
 

@@ -239,6 +239,18 @@ class Corpus:
         return self._cache[case.id]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_gzip_index_cache(tmp_path_factory):
+    """Tests never write gzip indexes into the user's cache folder (subprocesses inherit it)."""
+    old = os.environ.get("NILAZYVIEW_CACHE_DIR")
+    os.environ["NILAZYVIEW_CACHE_DIR"] = str(tmp_path_factory.mktemp("nlv-cache"))
+    yield
+    if old is None:
+        os.environ.pop("NILAZYVIEW_CACHE_DIR", None)
+    else:
+        os.environ["NILAZYVIEW_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Corpus:
     return Corpus(str(tmp_path_factory.mktemp("corpus")))

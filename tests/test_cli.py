@@ -97,12 +97,14 @@ def test_view_print_only_writes_notebook(nifti, tmp_path, capsys):
     compile(code, nb_path, "exec")
 
 
-def test_view_bad_file_and_no_jupyterlab(garbage, nifti, monkeypatch, capsys):
+def test_view_bad_file_and_no_jupyterlab(garbage, nifti, monkeypatch, capsys, tmp_path):
     assert cli.main(["view", garbage, "--print-only"]) == 2
     assert "bad.nii" in capsys.readouterr().err
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
-    assert cli.main(["view", nifti]) == 2
+    nb_dir = tmp_path / "nb"
+    assert cli.main(["view", nifti, "--dir", str(nb_dir)]) == 2
     assert "JupyterLab is not installed" in capsys.readouterr().err
+    assert not nb_dir.exists() or not any(nb_dir.iterdir())  # nothing left behind
 
 
 def test_bench_runs_the_script(tmp_path, monkeypatch, capsys):

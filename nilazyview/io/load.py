@@ -27,14 +27,17 @@ def _extensions(source: ByteSource, hdr: Header, names: FileNames, data_offset: 
     flag = source.read_bytes(start, 4)
     if len(flag) < 4 or flag[0] == 0:
         return []
-    stop = data_offset if names.single else None
-    if stop is None:
-        size = _stream_size(source)
-        stop = size if size is not None else start + 4 + nifti.MAX_EXTENSION_BYTES + 1
+    cap = _backable(source)
+    stop = data_offset if names.single else min(cap, start + 4 + nifti.MAX_EXTENSION_BYTES)
     if stop - start - 4 > nifti.MAX_EXTENSION_BYTES:
         raise HeaderError(
             f"{names.header}: header extensions would take {stop - start - 4} bytes, "
             f"more than the limit of {nifti.MAX_EXTENSION_BYTES}"
+        )
+    if stop > cap:  # checked before allocating the block
+        raise TruncatedDataError(
+            f"{names.header}: field 'vox_offset' ({stop}) puts the data past what the "
+            f"file can hold ({cap} bytes)"
         )
     block = source.read_bytes(start, max(0, stop - start))
     return nifti.parse_extensions(block, hdr.endian, names.header)
@@ -46,14 +49,23 @@ def _stream_size(source: ByteSource) -> int | None:
     return None
 
 
+def _backable(source: ByteSource) -> int:
+    """The most (uncompressed) bytes ``source`` can hold: its size, or the gzip bound."""
+    size = source.identity.size if source.identity else os.path.getsize(source.path)
+    if isinstance(source, GzipSource):
+        return GZIP_MAX_RATIO * size + 2**20
+    return size
+
+
 def _check_data_fits(source: ByteSource, layout: DiskLayout, path: str) -> None:
     end = layout.offset + layout.nbytes
     if isinstance(source, GzipSource):
         compressed = source.identity.size if source.identity else os.path.getsize(path)
-        if layout.nbytes > GZIP_MAX_RATIO * compressed + 2**20:
+        if end > _backable(source):
             raise TruncatedDataError(
-                f"{path}: header declares {layout.nbytes} bytes of data; a gzip stream of "
-                f"{compressed} bytes cannot hold that many"
+                f"{path}: header declares data up to byte {end} (offset {layout.offset} + "
+                f"{layout.nbytes}); a gzip stream of {compressed} bytes cannot hold that many "
+                f"(deflate expands at most {GZIP_MAX_RATIO}:1)"
             )
         return
     size = _stream_size(source)
@@ -119,7 +131,8 @@ def load(path: str | os.PathLike) -> Image:
         hsrc.close()
     layout = DiskLayout(shape, dtype, offset, "F")
     _check_data_fits(dsrc, layout, names.image)
-    proxy = ArrayProxy(layout, dsrc, nifti.scaling_of(hdr))
+    watch = () if names.single else ((names.header, hsrc.identity),)  # pair: header too
+    proxy = ArrayProxy(layout, dsrc, nifti.scaling_of(hdr), watch)
     identity = {"header": hsrc.identity, "image": dsrc.identity}
     files = {"header": names.header, "image": names.image}
     affine = nifti.affine_of(hdr, shape)

@@ -58,6 +58,7 @@ def _copy_stored(out: BinaryIO, img: Image) -> None:
     done = 0
     while done < layout.nbytes:
         n = min(len(buf), layout.nbytes - done)
+        img.proxy.check_fresh()  # never the new bytes under the old header
         img.proxy.source.read_into(layout.offset + done, view[:n])
         out.write(view[:n])
         done += n
@@ -140,12 +141,16 @@ def save(
     else:
         gz = split_ext(names.image)[2]
         # nested: both files are complete before either replaces its old version, so a
-        # failure writing the header cannot leave a new image beside the old header
+        # failure writing the header cannot leave a new image beside the old header; the
+        # two renames follow each other with no fsync between (a kill can still land there)
+        same_folder = os.path.dirname(os.path.abspath(names.image)) == os.path.dirname(
+            os.path.abspath(names.header)
+        )
         with atomic_write(names.image, file_mode) as f:
             with _maybe_gzip(f, gz, compresslevel) as g:
                 write_data(g)
             with (
-                atomic_write(names.header, file_mode) as fh,
+                atomic_write(names.header, file_mode, sync_folder=not same_folder) as fh,
                 _maybe_gzip(fh, gz, compresslevel) as g,
             ):
                 g.write(head)
