@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
 from .indexing import AxisSelection, CanonicalIndex, canonical_index
 from .layout import DiskLayout
+
+
+class _computed_once:
+    """Like ``functools.cached_property`` without its lock (3.11's costs microseconds).
+
+    Plans are immutable, so two threads racing to compute a value get equal ones.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 @dataclass(frozen=True)
@@ -54,8 +72,7 @@ PLAIN_FILE = ReadHeuristic()
 GZIP_STREAM = ReadHeuristic(run_cost_bytes=4 * 2**20, mmap_min_runs=None, chunk_bytes=16 * 2**20)
 
 
-@dataclass(frozen=True)
-class Box:
+class Box(NamedTuple):
     """A strided sub-array of the stored array: per axis ``start``, ``count``, ``step``."""
 
     start: tuple[int, ...]
@@ -71,8 +88,7 @@ class Box:
         return Box(tuple(starts), tuple(counts), self.step)
 
 
-@dataclass(frozen=True)
-class Runs:
+class Runs(NamedTuple):
     """Contiguous byte runs that, concatenated, are a box in storage order."""
 
     run_nbytes: int
@@ -192,7 +208,7 @@ class ReadPlan:
     strategy: str
     heuristic: ReadHeuristic = field(repr=False)
 
-    @cached_property
+    @_computed_once
     def runs(self) -> Runs:
         return box_runs(self.layout, self.box)
 
@@ -205,21 +221,21 @@ class ReadPlan:
         """Bytes read from the stored array."""
         return 0 if self.strategy == "empty" else self.runs.nbytes
 
-    @cached_property
+    @_computed_once
     def out_shape(self) -> tuple[int, ...]:
         return self.index.out_shape
 
-    @cached_property
+    @_computed_once
     def box_offset(self) -> int:
         """File offset of the first byte of the box."""
         return box_offset(self.layout, self.box)
 
-    @cached_property
+    @_computed_once
     def box_nbytes(self) -> int:
         """Bytes of the box (the raw data held at once when read in one piece)."""
         return self.box.nbytes(self.layout)
 
-    @cached_property
+    @_computed_once
     def post(self) -> tuple:
         items = []
         for it in self.index.items:
@@ -229,7 +245,7 @@ class ReadPlan:
                 items.append(_post_item(self.index.axes[it], self.box.start[it], self.box.step[it]))
         return tuple(items)
 
-    @cached_property
+    @_computed_once
     def stored_index(self) -> tuple:
         """The index as a basic numpy index of the whole stored array (no box)."""
         items: list = []
@@ -242,7 +258,7 @@ class ReadPlan:
                 items.append(_slice_of(sel.start, sel.count, sel.step) if sel.keep else sel.start)
         return tuple(items)
 
-    @cached_property
+    @_computed_once
     def post_is_trivial(self) -> bool:
         """True when the box, reshaped, is already the result (no copy needed)."""
         for ax, sel in enumerate(self.index.axes):
