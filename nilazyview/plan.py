@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
