@@ -13,7 +13,7 @@ import sys
 import pytest
 
 HARNESS = os.path.join(os.path.dirname(__file__), os.pardir, "fuzz", "fuzz_load.py")
-RUNS = int(os.environ.get("NLV_ATHERIS_RUNS", "3000"))
+RUNS = int(os.environ.get("NLV_ATHERIS_RUNS", "20000"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
