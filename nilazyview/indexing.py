@@ -69,19 +69,12 @@ def _as_int(obj) -> int | None:
         return None
 
 
-def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
-    """Canonicalise a basic numpy index for an array of ``shape``.
-
-    Raises ``IndexError`` exactly where numpy basic indexing would, and for
-    anything that is not basic indexing (arrays, lists, booleans).
-    """
-    if not isinstance(index, tuple):
-        index = (index,)
+def _expand(index: tuple, ndim: int) -> list:
+    """``index`` with its Ellipsis (or the missing trailing axes) as full slices."""
     n_ellipsis = sum(1 for it in index if it is Ellipsis)
     if n_ellipsis > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     n_real = sum(1 for it in index if it is not None and it is not Ellipsis)
-    ndim = len(shape)
     if n_real > ndim:
         raise IndexError(
             f"too many indices for array: array is {ndim}-dimensional, but {n_real} were indexed"
@@ -94,6 +87,22 @@ def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
             expanded.append(it)
     if not n_ellipsis:
         expanded.extend([slice(None)] * (ndim - n_real))
+    return expanded
+
+
+def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
+    """Canonicalise a basic numpy index for an array of ``shape``.
+
+    Raises ``IndexError`` exactly where numpy basic indexing would, and for
+    anything that is not basic indexing (arrays, lists, booleans).
+    """
+    if not isinstance(index, tuple):
+        index = (index,)
+    ndim = len(shape)
+    if len(index) == ndim and not any(it is None or it is Ellipsis for it in index):
+        expanded = index  # the common case: one item per axis
+    else:
+        expanded = _expand(index, ndim)
 
     axes: list[AxisSelection] = []
     items: list[int | None] = []
@@ -104,6 +113,10 @@ def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
         ax = len(axes)
         size = shape[ax]
         if isinstance(it, slice):
+            if it.start is None and it.stop is None and it.step is None:
+                axes.append(AxisSelection(0, 1, size))
+                items.append(ax)
+                continue
             try:
                 start, stop, step = it.indices(size)
             except TypeError:
