@@ -13,8 +13,7 @@ import numpy as np
 
 import nilazyview
 from nilazyview.adapters import as_image
-from nilazyview.errors import StaleFileError
-from nilazyview.sources import FileIdentity
+from nilazyview.sources import check_unchanged
 
 
 def _is_nibabel_image(obj) -> bool:
@@ -67,18 +66,8 @@ def check_files(img, always: bool = False) -> None:
         return
     for role, ident in snap.identity.items():
         path = img.files.get(role)
-        if ident is None or path is None:
-            continue
-        try:
-            now = FileIdentity.of(path)
-        except FileNotFoundError:
-            raise StaleFileError(f"{path}: file was removed after loading") from None
-        changed = ident.differences(now)
-        if changed:
-            raise StaleFileError(
-                f"{path}: file changed on disk after loading ({', '.join(changed)} differ); "
-                "load it again"
-            )
+        if ident is not None and path is not None:
+            check_unchanged(path, ident)
 
 
 def slab_index(shape: tuple[int, ...], axis: int, index: int, volume: int) -> tuple:
