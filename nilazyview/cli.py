@@ -109,8 +109,18 @@ def info(path: str) -> dict:
         "files": files,
         "size_bytes": sum(os.path.getsize(f) for f in files),
         "gzip": found.gzipped,
-        "gzip_index_cached": False,
+        "gzip_index_cached": found.gzipped and _index_cached(img.files.get("image", path)),
     }
+
+
+def _index_cached(path: str) -> bool:
+    """True when the persisted gzip index cache holds a current index for ``path``."""
+    from . import gzindex
+
+    try:
+        return gzindex.has_index(gzindex.IndexKey.of(path))
+    except OSError:
+        return False
 
 
 def _human(n: int) -> str:

@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nilazyview import cli
+import nilazyview as nlv
+from nilazyview import cli, gzindex
 
 DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
 MGZ = os.path.join(DATA, "test.mgz")
@@ -155,3 +156,20 @@ def test_console_script_declared():
         meta = tomllib.load(f)
     assert meta["project"]["scripts"]["nilazyview"] == "nilazyview.cli:run"
     assert "h5py" in " ".join(meta["project"]["optional-dependencies"]["minc"])
+
+
+def test_info_reports_a_cached_gzip_index(tmp_path, monkeypatch, capsys):
+    """After a deep read has persisted the seek-point index, ``info`` says so."""
+    monkeypatch.setenv("NILAZYVIEW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NILAZYVIEW_GZINDEX_SPACING", str(64 * 1024))
+    gzindex.reset_state()
+    path = str(tmp_path / "deep.nii.gz")
+    data = np.arange(64 * 64 * 200, dtype=np.float32).reshape(64, 64, 200)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    assert cli.main(["info", "--json", path]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["gzip_index_cached"] is False
+    img = nlv.load(path)
+    np.testing.assert_array_equal(img.slicecopy[..., 199], data[..., 199])
+    img.proxy.source.close()  # the index is saved on close at the latest
+    assert cli.main(["info", "--json", path]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["gzip_index_cached"] is True
