@@ -389,3 +389,28 @@ def test_never_loads_a_proxy(volume_file, monkeypatch):
     v.handoff()
     assert v.error.value == "" and img.is_proxy
     v.close()
+
+
+def test_orthogonal_view_shows_three_planes_through_the_crosshair(volume_file):
+    path, arr = volume_file
+    v = view(path, prefetch=0, ortho=True)
+    assert "nlv-ortho" in v.ortho_images[0]._dom_classes
+    centre = [n // 2 for n in arr.shape[:3]]
+    centre[v.axis] = v.index
+    for axis in range(3):  # before any click: the planes through the centre
+        lv = levels_of(v.ortho_images[axis].value)
+        exp = expected_levels(v, arr, axis, centre[axis])
+        r, c = ori.display_map(LAS, axis).to_screen(tuple(centre), arr.shape)
+        keep = np.ones(exp.shape, bool)  # the crosshair marks replace some pixels
+        keep[r, :] = keep[:, c] = False
+        assert lv.shape == exp.shape and np.array_equal(lv[keep], exp[keep])
+    v.crosshair = (2, 3, 1)
+    for axis in range(3):
+        lv = levels_of(v.ortho_images[axis].value)
+        exp = expected_levels(v, arr, axis, (2, 3, 1)[axis])
+        r, c = ori.display_map(LAS, axis).to_screen((2, 3, 1), arr.shape)
+        keep = np.ones(exp.shape, bool)
+        keep[r, :] = keep[:, c] = False
+        assert np.array_equal(lv[keep], exp[keep])
+        assert np.all(lv[r, ::2] == render.MARK)
+    assert view(path, prefetch=0).ortho_images[0].value == b""  # off by default

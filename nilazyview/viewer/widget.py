@@ -67,6 +67,9 @@ class SliceViewer(widgets.VBox):
         Image encoding (``"png"`` palette images by default; ``"jpeg"`` possible).
     poll_interval : float
         Seconds between badge checks while the kernel is idle (0: only on interaction).
+    ortho : bool
+        Also show the three orthogonal planes through the crosshair (or the centre)
+        side by side, each read as its own slab (``v.ortho_images``).
 
     Notes
     -----
@@ -90,6 +93,7 @@ class SliceViewer(widgets.VBox):
         fmt: str = "png",
         compress_level: int = 1,
         poll_interval: float = 0.5,
+        ortho: bool = False,
     ):
         self.cache = SlabCache(cache_bytes)
         self.rendered = SlabCache(render_cache_bytes)
@@ -107,6 +111,7 @@ class SliceViewer(widgets.VBox):
         self._screen: np.ndarray | None = None
         self._poll_task = None
         self._closed = False
+        self.ortho = bool(ortho)
         self._prefetcher = Prefetcher(self._prefetch_one, self.rendered.peek)
         self._build()
         super().__init__(children=self._layout_children())
@@ -161,6 +166,8 @@ class SliceViewer(widgets.VBox):
         )
         self.handoff_note = W.HTML("")
         self.io = _classed(W.HTML(""), "nlv-io")
+        self.ortho_images = [_classed(W.Image(format=self.fmt), "nlv-ortho") for _ in range(3)]
+        self.ortho_labels = [W.HTML("") for _ in range(3)]
         # events
         self.plane.observe(self._on_plane, "value")
         self.slider.observe(self._on_index, "value")
@@ -186,12 +193,15 @@ class SliceViewer(widgets.VBox):
             [e["top"], W.HBox([e["left"], self.image, e["right"]]), e["bottom"]],
             layout=W.Layout(align_items="center", width="fit-content"),
         )
+        panels = zip(self.ortho_labels, self.ortho_images, strict=True)
+        ortho = [W.HBox([W.VBox(list(p)) for p in panels])] if self.ortho else []
         return [
             W.HBox([self.title, self.badge]),
             self.error,
             self.plane,
             W.HBox([self.slider, self.volume_slider]),
             picture,
+            *ortho,
             self.readout,
             W.HBox([self.cmap, self.vmin, self.vmax, self.auto]),
             W.HBox([self.handoff_button, self.handoff_path, self.handoff_note]),
@@ -485,8 +495,45 @@ class SliceViewer(widgets.VBox):
         }
         self._update_io()
         self._update_readout()
+        if self.ortho:
+            self._refresh_ortho()
         if use_cache and self.prefetch:
             self._prefetcher.want(self._neighbours(key[2], settings))
+
+    def _ortho_voxel(self) -> tuple[int, int, int]:
+        """The point the orthogonal planes go through: the crosshair, else the centre
+        (with the main plane's current slice)."""
+        if self._crosshair is not None:
+            return self._crosshair
+        centre = [n // 2 for n in self._shape3]
+        centre[self.axis] = self.index
+        return tuple(centre)
+
+    def _refresh_ortho(self) -> None:
+        """Draw the three orthogonal planes through :meth:`_ortho_voxel` (cached slabs)."""
+        point = self._ortho_voxel()
+        small = max(64, self.display_size // 2)
+        use_cache = self.img.is_proxy
+        names = orientation.plane_names(self.img.affine)
+        for axis in range(3):
+            key = (self.volume, axis, point[axis])
+            got = fetch(key, self._read, self.cache if use_cache else None)
+            dmap = orientation.display_map(self.img.affine, axis)
+            cross = dmap.to_screen(point, self._shape3)
+            screen = dmap.apply(got.slab)
+            self.ortho_images[axis].value = render.render(
+                screen,
+                *self._window,
+                cmap=self._cmap,
+                cross=cross,
+                fmt=self.fmt,
+                compress_level=self.compress_level,
+            )
+            rows, cols = screen.shape
+            zoom = small / max(rows * dmap.aspect, cols)
+            self.ortho_images[axis].width = str(max(1, round(cols * zoom)))
+            self.ortho_images[axis].height = str(max(1, round(rows * dmap.aspect * zoom)))
+            self.ortho_labels[axis].value = f"<small>{names[axis]} {point[axis]}</small>"
 
     def _show_window(self) -> None:
         with self._hold():
