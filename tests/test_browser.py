@@ -255,29 +255,65 @@ def _check_outputs(page) -> None:
     assert not page.nlv_errors, f"errors in the page: {page.nlv_errors}"
 
 
+READOUT = ".jp-OutputArea-output .nlv-slider .widget-readout"
+HANDLE = ".jp-OutputArea-output .nlv-slider .noUi-handle"
+
+# The first viewer's slider and image as the page shows them now.
+SLIDER_STATE = """() => {
+  const h = document.querySelector('.jp-OutputArea-output .nlv-slider .noUi-handle');
+  const r = document.querySelector('.jp-OutputArea-output .nlv-slider .widget-readout');
+  const i = document.querySelector('.jp-OutputArea-output img.nlv-image');
+  return {max: h && Number(h.getAttribute('aria-valuemax')),
+          now: h && Number(h.getAttribute('aria-valuenow')),
+          readout: r && r.innerText.trim(), focused: document.activeElement === h,
+          img: i && i.complete ? [i.naturalWidth, i.naturalHeight] : null};
+}"""
+
+SAGITTAL_READY = (
+    "([max, px]) => { const s = (" + SLIDER_STATE + ")();"
+    " return s.max === max && s.readout === String(s.now) && s.img"
+    " && (s.img[0] !== px[0] || s.img[1] !== px[1]); }"
+)
+
+
+def _diagnose(page) -> str:
+    """What the page shows now, for a failure message."""
+    state = page.evaluate(SLIDER_STATE)
+    io = page.locator(".jp-OutputArea-output .nlv-io").first.inner_text()
+    return f"slider/image now: {state}; I/O panel: {io!r}"
+
+
 def _press_keys(page, n: int) -> dict:
     """Press ArrowRight on the focused slider ``n`` times, each after the last image came.
 
     Checks the slider value and the shown image change on every press; returns the
     key-to-image latencies (ms), the image hashes and what the I/O panel said.
     """
-    readout = page.locator(".jp-OutputArea-output .nlv-slider .widget-readout").first
-    start = int(readout.inner_text())
-    page.locator(".jp-OutputArea-output .nlv-slider .noUi-handle").first.focus()
+    readout = page.locator(READOUT).first
+    handle = page.locator(HANDLE).first
     first = page.evaluate(IMAGE_SHA)
     shas, ms, io = [first["sha"]], [], []
+    start = int(readout.inner_text())
     for i in range(n):
+        before = int(readout.inner_text())
+        assert before == start + i, f"press {i}: slider at {before}, not {start + i}"
+        handle.focus()
+        page.wait_for_function(
+            f"() => document.activeElement === document.querySelector('{HANDLE}')"
+        )
         loads = page.evaluate("() => window.__nlv.loads.length")
         page.keyboard.press("ArrowRight")
-        page.wait_for_function(
-            "(n) => window.__nlv.loads.length > n", arg=loads, timeout=15_000, polling="raf"
-        )
-        page.wait_for_function(
-            "(n) => document.querySelector('.jp-OutputArea-output .nlv-slider .widget-readout')"
-            ".innerText.trim() === String(n)",
-            arg=start + i + 1,
-            timeout=15_000,
-        )
+        try:
+            page.wait_for_function(
+                "([sel, n]) => document.querySelector(sel).innerText.trim() === String(n)",
+                arg=[READOUT, before + 1],
+                timeout=15_000,
+            )
+            page.wait_for_function(
+                "(n) => window.__nlv.loads.length > n", arg=loads, timeout=30_000, polling="raf"
+            )
+        except Exception as exc:
+            raise AssertionError(f"press {i} from {before}: {exc}\n{_diagnose(page)}") from exc
         page.wait_for_timeout(30)  # anything later for this value would show up here
         t = page.evaluate("() => window.__nlv")
         key = t["keys"][-1]
@@ -290,6 +326,20 @@ def _press_keys(page, n: int) -> dict:
     assert changed == n, f"the image changed on {changed} of {n} key presses"
     assert len(set(shas)) == n + 1
     return {"ms": ms, "shas": shas, "io": io, "px": [first["w"], first["h"]]}
+
+
+def nib_shape(path: Path) -> tuple[int, ...]:
+    import nibabel as nib
+
+    return nib.load(path).shape
+
+
+def _sagittal_axis(path: Path) -> int:
+    """The voxel axis that runs left-right (nibabel's axis codes: an independent oracle)."""
+    import nibabel as nib
+
+    codes = nib.aff2axcodes(nib.load(path).affine)
+    return next(a for a, c in enumerate(codes) if c in "LR")
 
 
 def test_demo_notebook_in_jupyterlab(lab, page):
@@ -333,8 +383,22 @@ def _run_demo(lab, page) -> None:
     _shot(page, "browser_02_after_keys.png")
 
     # the same in the sagittal plane (the slowest read: one 2-byte run per voxel)
+    # wait until the slider has the sagittal range and the sagittal image has come
+    # (the slider and image models update separately: the image may come first)
+    sag = _sagittal_axis(lab["data"] / "huge_head.nii")
+    n_sag = nib_shape(lab["data"] / "huge_head.nii")[sag]
     page.locator(".jp-OutputArea-output .nlv-plane button", has_text="sagittal").first.click()
     page.wait_for_function(IMAGE_CHANGED, arg=axial["shas"][-1], timeout=30_000, polling=100)
+    try:
+        page.wait_for_function(
+            SAGITTAL_READY,
+            arg=[n_sag - 1, axial["px"]],
+            timeout=30_000,
+            polling=100,
+        )
+    except Exception as exc:
+        raise AssertionError(f"no sagittal view: {exc}\n{_diagnose(page)}") from exc
+    page.wait_for_timeout(300)  # and nothing else is on its way
     sagittal = _press_keys(page, PRESSES // 2)
     _shot(page, "browser_02b_sagittal.png")
 
