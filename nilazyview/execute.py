@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from .layout import DiskLayout
-from .plan import Box, Chunk, ReadPlan, box_offset, box_runs, run_offsets
+from .pattern import PatternPlan
+from .plan import Box, Chunk, ReadPlan, box_offset, box_runs, plan_read, run_offsets
 from .scaling import Scaling
 from .sources import ByteSource
 
@@ -122,3 +123,38 @@ def execute(
         scaling.apply(values, out[(*chunk.out_index, Ellipsis)])
         del values
     return out
+
+
+def execute_pattern(
+    pattern: PatternPlan,
+    index: tuple,
+    first: int,
+    source: ByteSource,
+    scaling: Scaling,
+    out_dtype: np.dtype,
+) -> np.ndarray | None:
+    """Read ``index``, matched by ``pattern`` at byte ``first``, as :func:`execute` would.
+
+    ``scaling`` is the one to apply (the identity for stored values) and
+    ``out_dtype`` its output type. None when ``pattern.kind`` is ``"general"``.
+    """
+    plan, kind = pattern.plan, pattern.kind
+    layout = plan.layout
+    order = layout.order
+    if kind == "run":
+        out = np.empty(plan.out_shape, out_dtype, order=order)
+        if out_dtype == layout.dtype and scaling.is_identity:
+            source.read_into(first, memoryview(out.reshape(-1, order=order).view(np.uint8)))
+        else:
+            stored = np.empty(plan.out_shape, layout.dtype, order=order)
+            source.read_into(first, memoryview(stored.reshape(-1, order=order).view(np.uint8)))
+            scaling.apply(stored, out)
+        return out
+    if kind == "gather":
+        if not source.gather_is_warm(plan.n_runs, first, first + pattern.span):
+            cold = source.cold_plan(plan_read(layout, index, plan.heuristic))
+            return execute(cold, source, scaling)
+        out = np.empty(plan.out_shape, out_dtype, order=order)
+        scaling.apply(_mapped(layout, source)[index], out)
+        return out
+    return None

@@ -60,9 +60,11 @@ class DiskLayout:
     @property
     def strides(self) -> tuple[int, ...]:
         """Byte stride of each axis (in axis order, not storage order)."""
-        strides = [0] * self.ndim
-        step = self.dtype.itemsize
-        for ax in self.storage_axes:
-            strides[ax] = step
-            step *= self.shape[ax]
-        return tuple(strides)
+        strides = self.__dict__.get("_strides")
+        if strides is None:  # computed once: every read of an integer index needs it
+            step, out = self.dtype.itemsize, [0] * self.ndim
+            for ax in self.storage_axes:
+                out[ax] = step
+                step *= self.shape[ax]
+            strides = self.__dict__["_strides"] = tuple(out)
+        return strides

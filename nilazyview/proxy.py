@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .execute import execute
+from .execute import execute, execute_pattern
 from .layout import DiskLayout
+from .pattern import PatternPlan, match_pattern, plan_pattern
 from .plan import ReadPlan, plan_read
 from .scaling import Scaling
 from .sources import ByteSource, FileIdentity, check_unchanged
+
+_RAW = Scaling()
 
 
 class ArrayProxy:
@@ -31,6 +34,9 @@ class ArrayProxy:
         self.source = source
         self.scaling = scaling or Scaling()
         self.watch = tuple(watch)
+        self._patterns: dict[tuple[bool, ...], PatternPlan] = {}
+        # output types, scaled and raw: looked up on every read
+        self._out_dtypes = (self.scaling.out_dtype(layout.dtype), _RAW.out_dtype(layout.dtype))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,7 +63,21 @@ class ArrayProxy:
     def read(self, index=..., raw: bool = False) -> np.ndarray:
         """A new array of ``stored[index]``, scaled unless ``raw``."""
         self.check_fresh()
-        plan, source = self.source.prepare(self.plan(index))
+        source = self.source
+        if source.reads_patterns:  # ints and ':' only: planned once per pattern
+            found = match_pattern(index, self.layout)
+            if found is not None:
+                pattern = self._patterns.get(found[0])
+                if pattern is None or pattern.plan.heuristic is not source.heuristic:
+                    pattern = plan_pattern(self.layout, found[0], source.heuristic)
+                    self._patterns[found[0]] = pattern
+                scaling = _RAW if raw else self.scaling
+                out = execute_pattern(
+                    pattern, index, found[1], source, scaling, self._out_dtypes[raw]
+                )
+                if out is not None:
+                    return out
+        plan, source = source.prepare(self.plan(index))
         return execute(plan, source, self.scaling, raw=raw)
 
     __getitem__ = read

@@ -90,6 +90,10 @@ class ByteSource:
 
     heuristic: ReadHeuristic = PLAIN_FILE
     can_mmap = False
+    #: Reads any offset as it is, with no strategy of its own in :meth:`prepare`
+    #: but cold gathers, so reads of a planned pattern may skip per-read planning
+    #: (:mod:`nilazyview.pattern`).
+    reads_patterns = False
 
     def __init__(self, path: str | os.PathLike, identity: FileIdentity | None = None):
         self.path = os.fspath(path)
@@ -162,6 +166,17 @@ class ByteSource:
         """
         return plan, self
 
+    def gather_is_warm(self, n_runs: int, first: int, last: int) -> bool:
+        """Whether a memory-map gather of ``n_runs`` runs in bytes ``first..last`` may run.
+
+        False means its pages are not cached: read it with :meth:`cold_plan` instead.
+        """
+        return True
+
+    def cold_plan(self, plan: ReadPlan) -> ReadPlan:
+        """The plan to run instead of a memory-map gather whose pages are not cached."""
+        return plan
+
     def read_runs(self, offsets: np.ndarray, length: int, out: memoryview) -> None:
         """Read ``len(offsets)`` runs of ``length`` bytes, concatenated, into ``out``."""
         pos = 0
@@ -185,6 +200,7 @@ class FileSource(ByteSource):
 
     heuristic = PLAIN_FILE
     can_mmap = True
+    reads_patterns = True
 
     def __init__(self, path, identity=None):
         super().__init__(path, identity)
@@ -242,16 +258,25 @@ class FileSource(ByteSource):
 
     def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
         """A memory-map gather of many runs not in the page cache becomes hinted ``pread``s."""
-        if plan.strategy != "mmap" or plan.n_runs < coldread.MIN_RUNS:
+        if plan.strategy != "mmap" or self.gather_is_warm(
+            plan.n_runs, *coldread.probe_offsets(plan.layout, plan.box)
+        ):
             return plan, self
+        return self.cold_plan(plan), self
+
+    def gather_is_warm(self, n_runs: int, first: int, last: int) -> bool:
+        if n_runs < coldread.MIN_RUNS:
+            return True
         fd = self._handle if self._handle is not None else self.handle()
-        if not coldread.is_cold(fd, coldread.probe_offsets(plan.layout, plan.box)):
-            return plan, self
+        return not coldread.is_cold(fd, (first, last))
+
+    def cold_plan(self, plan: ReadPlan) -> ReadPlan:
         if plan.n_runs > coldread.MAX_PREAD_RUNS:
-            return plan, self  # runs this dense: the kernel's own readahead does best
+            return plan  # runs this dense: the kernel's own readahead does best
         # hint now: the probe itself starts reading its pages, so the next probe may pass
+        fd = self._handle if self._handle is not None else self.handle()
         coldread.advise(fd, *run_offsets(plan.layout, plan.box))
-        return replace(plan, strategy="pread"), self
+        return replace(plan, strategy="pread")
 
     def read_bytes(self, offset: int, n: int) -> bytes:
         return os.pread(self.handle(), n, offset)
@@ -436,6 +461,7 @@ class MemorySource(ByteSource):
     """Bytes already in memory (tests, and headers kept for pickling)."""
 
     can_mmap = True
+    reads_patterns = True
 
     def __init__(self, data: bytes, heuristic: ReadHeuristic = PLAIN_FILE):
         self.path = "<memory>"
