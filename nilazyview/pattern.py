@@ -1,7 +1,7 @@
 """Plans made once per *pattern* of integers and full slices.
 
-``img.slicecopy[:, :, k]``, the viewer's slabs and most notebook code index with
-integers and ``:`` only. For such an index the planner's choice (box shape,
+``img.slicecopy[:, :, k]``, ``[..., t]``, the viewer's slabs and most notebook
+code index with integers, ``:`` and ``...`` only. For such an index the planner's choice (box shape,
 strategy, runs) depends on which axes hold integers, never on their values:
 an integer selects one element whatever it is. So the pattern is planned once
 with :func:`~nilazyview.plan.plan_read`, and each read then only needs the file
@@ -21,7 +21,7 @@ _FULL = slice(None)
 
 
 def match_pattern(index, layout: DiskLayout) -> tuple[tuple[bool, ...], int] | None:
-    """``(pattern, first byte)`` of an index of ints and ``:``, else None.
+    """``(pattern, first byte)`` of an index of ints, ``:`` and one ``...``, else None.
 
     ``pattern`` is True on the axes indexed by an integer; ``first byte`` is the
     file offset of the element at those integers and 0 on the other axes. None
@@ -29,13 +29,18 @@ def match_pattern(index, layout: DiskLayout) -> tuple[tuple[bool, ...], int] | N
     reports that), so the caller falls back to :func:`plan_read`.
     """
     shape = layout.shape
-    if index.__class__ is not tuple or len(index) != len(shape):
-        return None
+    ndim = len(shape)
+    if index.__class__ is not tuple:
+        index = (index,)
     strides = layout.strides
     first = layout.offset
-    pattern = []
-    for ax, it in enumerate(index):
+    pattern = [False] * ndim  # axes not named (after the last item) are ':'
+    ax = 0
+    ellipsis = False
+    for it in index:
         if it.__class__ is int:
+            if ax >= ndim:
+                return None
             size = shape[ax]
             if it < 0:
                 it += size
@@ -44,9 +49,18 @@ def match_pattern(index, layout: DiskLayout) -> tuple[tuple[bool, ...], int] | N
             elif it >= size:
                 return None
             first += it * strides[ax]
-            pattern.append(True)
+            pattern[ax] = True
+            ax += 1
         elif it.__class__ is slice and it == _FULL:
-            pattern.append(False)
+            if ax >= ndim:
+                return None
+            ax += 1
+        elif it is Ellipsis and not ellipsis:
+            ellipsis = True
+            rest = ndim - (len(index) - 1)  # the axes no other item names
+            if rest < 0:
+                return None  # too many items: numpy's IndexError from the general path
+            ax += rest
         else:
             return None
     return tuple(pattern), first

@@ -24,10 +24,35 @@ from nilazyview.sources import FileSource, GzipSource
 
 @st.composite
 def pattern_case(draw, max_dims=5):
-    """A shape and an index of ints (some negative, some out of range) and ``:``."""
+    """A shape and an index of ints (some negative, some out of range) and ``:``,
+    sometimes written short: ``...`` for a run of ``:``, trailing ``:`` left out,
+    a bare integer."""
     shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=max_dims)))
-    index = tuple(draw(st.one_of(st.just(slice(None)), st.integers(-n - 1, n))) for n in shape)
-    return shape, index
+    items = [draw(st.one_of(st.just(slice(None)), st.integers(-n - 1, n))) for n in shape]
+    form = draw(st.sampled_from(["full", "ellipsis", "short", "bare"]))
+    if form == "ellipsis":
+        lo = draw(st.integers(0, len(items)))
+        hi = draw(st.integers(lo, len(items)))
+        if all(it == slice(None) for it in items[lo:hi] if isinstance(it, slice)) and all(
+            isinstance(it, slice) for it in items[lo:hi]
+        ):
+            items[lo:hi] = [Ellipsis]
+    elif form == "short":
+        while items and isinstance(items[-1], slice):
+            items.pop()
+    elif form == "bare" and isinstance(items[0], int):
+        return shape, items[0]
+    return shape, tuple(items)
+
+
+def _named(index, shape) -> list:
+    """The index written out: one int or ':' per axis (numpy's rules for ... and short)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        fill = [slice(None)] * (len(shape) - len(index) + 1)
+        index = (*index[:at], *fill, *index[at + 1 :])
+    return [*index, *[slice(None)] * (len(shape) - len(index))]
 
 
 @settings(max_examples=300, deadline=None)
@@ -36,13 +61,16 @@ def test_first_byte_is_where_numpy_puts_the_element(case, order, dtype, offset):
     shape, index = case
     layout = DiskLayout(shape, np.dtype(dtype), offset, order)
     found = match_pattern(index, layout)
-    if any(isinstance(i, int) and not -n <= i < n for i, n in zip(index, shape, strict=True)):
+    named = _named(index, shape)
+    assert len(named) == len(shape)
+    if any(isinstance(i, int) and not -n <= i < n for i, n in zip(named, shape, strict=True)):
         assert found is None  # out of bounds: the general planner raises numpy's IndexError
         return
+    assert np.zeros(shape)[index].shape == np.zeros(shape)[tuple(named)].shape
     assert found is not None
     pattern, first = found
-    assert pattern == tuple(isinstance(i, int) for i in index)
-    at = [i % n if isinstance(i, int) else 0 for i, n in zip(index, shape, strict=True)]
+    assert pattern == tuple(isinstance(i, int) for i in named)
+    at = [i % n if isinstance(i, int) else 0 for i, n in zip(named, shape, strict=True)]
     flat = np.ravel_multi_index(at, shape, order=order)
     assert first == offset + flat * layout.dtype.itemsize
 
@@ -54,11 +82,10 @@ def test_first_byte_is_where_numpy_puts_the_element(case, order, dtype, offset):
         (True, slice(None), slice(None)),
         (slice(0, None), slice(None), 1),
         (slice(None, None, 1), slice(None), 1),
-        (Ellipsis, 1),
         (None, 1, slice(None), slice(None)),
-        (1, slice(None)),  # too few items
         (1, 1, 1, 1),  # too many
-        1,
+        (1, Ellipsis, 1, 1, 1),
+        (Ellipsis, 1, Ellipsis),
         [1, 2, 3],
         (np.array([1]), slice(None), slice(None)),
     ],
@@ -159,7 +186,7 @@ def test_kind_follows_from_the_plan(case, order, hname):
     shape, index = case
     layout = DiskLayout(shape, np.dtype("<f4"), 0, order)
     heuristic = FILE_HEURISTICS[hname]
-    pattern = tuple(isinstance(i, int) for i in index)
+    pattern = tuple(isinstance(i, int) for i in _named(index, shape))
     pp = plan_pattern(layout, pattern, heuristic)
     plan = pp.plan
     one_piece = plan.box_nbytes <= heuristic.chunk_bytes
