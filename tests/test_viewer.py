@@ -279,6 +279,25 @@ def test_badge_transitions_and_redraw(volume_file):
     assert "no disk read" in v.io.value
 
 
+def test_edits_in_place_of_a_dirty_array_redraw_on_poll(volume_file):
+    path, arr = volume_file
+    v = view(path, prefetch=0, window=(0, 1000))
+    data = v.img.get_data()
+    assert v.poll() == "dirty"
+    shown, step = v.image.value, v.last_step
+    assert v.poll() == "dirty"
+    assert v.last_step is step  # nothing changed: no redraw
+    data[..., v.index] = 500.0  # edit the slab shown, in place, state stays dirty
+    assert v.poll() == "dirty"
+    assert v.image.value != shown
+    edited = arr.copy()
+    edited[..., v.index] = 500.0
+    assert np.array_equal(levels_of(v.image.value), expected_levels(v, edited, v.axis, v.index))
+    step = v.last_step
+    data[..., v.index + 1] = 7.0  # another slab: the one shown is unchanged
+    assert v.poll() == "dirty" and v.last_step is step
+
+
 def test_handoff_original_then_temporary(volume_file):
     path, arr = volume_file
     v = view(path)

@@ -109,6 +109,7 @@ class SliceViewer(widgets.VBox):
         self._state: str | None = None
         self._crosshair: tuple[int, int, int] | None = None
         self._screen: np.ndarray | None = None
+        self._shown: tuple | None = None
         self._poll_task = None
         self._closed = False
         self.ortho = bool(ortho)
@@ -335,12 +336,29 @@ class SliceViewer(widgets.VBox):
         self._refresh()
 
     def poll(self) -> str:
-        """Update the badge from the image state now; redraw if the state changed."""
+        """Update the badge from the image state now; redraw if the state changed,
+        or if the in-memory array's values in the slab shown changed (edits in place)."""
         before = self._state
         state = self._update_badge()
         if before is not None and state != before:
             self._refresh()
+        elif self._shown_changed():
+            self._clear_caches()
+            self._refresh()
         return state
+
+    def _shown_changed(self) -> bool:
+        """True when an in-memory image's slab shown no longer holds what was drawn."""
+        shown = self._shown
+        if shown is None or self.img is None or self.img.is_proxy:
+            return False
+        key, slab = shown
+        try:
+            now = self._read(key)
+        except Exception:  # e.g. the array was replaced by one of another shape
+            return True
+        nan = now.dtype.kind in "fc"
+        return now.shape != slab.shape or not np.array_equal(now, slab, equal_nan=nan)
 
     def close(self) -> None:
         """Stop background work and close the widgets."""
@@ -483,6 +501,8 @@ class SliceViewer(widgets.VBox):
             self._show_error(exc, f"Cannot show slice {key[2]} of axis {key[1]}")
             return
         self._screen = screen
+        # an in-memory slab is a copy made for this draw: kept to see edits in place
+        self._shown = None if use_cache else (key, got.slab)
         self._clear_error()
         self.last_step = {
             "key": key,
