@@ -52,6 +52,8 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .io import leftovers
+
 log = logging.getLogger("nilazyview.gzindex")
 
 #: Uncompressed bytes between seek points (see the module docstring for the measurement).
@@ -248,7 +250,8 @@ def save_index(igz, key: IndexKey) -> bool:
     tmp = None
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=_SUFFIX, dir=folder)
+        leftovers.clean_partials(str(folder))  # of processes killed while saving
+        fd, tmp = tempfile.mkstemp(prefix=".gzidx.", suffix=leftovers.partial_suffix(), dir=folder)
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + struct.pack("<I", len(head)) + head)
             f.write(payload)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import nibabel as nib
@@ -277,3 +278,34 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
     assert gzindex.cache_dir().parts[-3:] == (".cache", "nilazyview", "gzindex")
     monkeypatch.setenv("NILAZYVIEW_CACHE_DIR", str(tmp_path / "x"))
     assert gzindex.cache_dir() == tmp_path / "x" / "gzindex"
+
+
+def test_partial_index_of_a_killed_process_is_removed_by_the_next_save(cache, tmp_path):
+    """A save killed before its rename leaves an owner-tagged partial file; the next
+    save in the folder removes it once its process is gone, and never a live one's."""
+    from nilazyview.io import leftovers
+
+    cache.mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    old = time.time() - 60
+    killed = cache / f".gzidx.abc123.{leftovers.HOST_TAG}-{dead_pid}{leftovers.PARTIAL_SUFFIX}"
+    live = cache / f".gzidx.def456.{leftovers.HOST_TAG}-{os.getpid()}{leftovers.PARTIAL_SUFFIX}"
+    other = cache / "notes.txt"
+    for f in (killed, live, other):
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (old, old))
+    path = tmp_path / "vol.nii.gz"
+    data = write_gz(path)
+    img = nlv.load(path)
+    np.testing.assert_array_equal(img.slicecopy[:, :, 80], data[:, :, 80])
+    assert gzindex.stats["exports"] == 1
+    assert not killed.exists()
+    assert live.exists() and other.exists()
+    assert len(list(cache.glob("*.gzidx"))) == 1
+    img.proxy.source.close()
