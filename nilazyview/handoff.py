@@ -213,8 +213,14 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         default: the original's format, and NIfTI for other formats' copies.
     verify : bool
         If the image is dirty only because its data was loaded, compare the
-        array with the file (a chunked re-read); if equal, clear ``dirty`` and
-        return the original.
+        array with the file (a chunked re-read) and return the original if
+        equal. ``dirty`` stays set: the array may still be changed in place,
+        so each call compares again.
+
+    Returns
+    -------
+    HandoffPath
+        A ``str`` path; ``.is_temporary`` tells a copy from the original.
     """
     if img.proxy is None and img._data is None:
         raise ImageFileError("image has neither a file nor data")
@@ -231,7 +237,6 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         and files_unchanged(img)
         and data_matches_file(img)
     ):
-        img.dirty = False
         return _made(img.filename, False, img)
     ext = ext or _default_ext(img)
     key = _state_key(img, ext)

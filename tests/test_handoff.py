@@ -234,16 +234,21 @@ def test_proxy_of_removed_file_does_not_hand_off_missing_file(nii):
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
-def test_verify_unchanged_data_gives_original_and_clears_dirty(tmp_path, suffix, monkeypatch):
+def test_verify_unchanged_data_gives_original_and_keeps_dirty(tmp_path, suffix, monkeypatch):
     path = str(tmp_path / f"v{suffix}")
     nib.save(nib.Nifti1Image(_array(), _affine()), path)
     img = nlv.load(path)
-    img.get_data()
+    arr = img.get_data()
     monkeypatch.setattr(handoff, "_VERIFY_CHUNK", 64)  # force several chunks
     out = nlv.as_file(img, verify=True)
     assert out == path and not out.is_temporary
-    assert img.dirty is False
     assert not os.listdir(handoff.temp_folder())
+    # the caller still holds the array: an edit after the check must not be lost
+    assert img.dirty is True
+    arr[0, 0, 0, 0] += 1
+    for later in (nlv.as_file(img, verify=True), nlv.as_file(img)):
+        assert later.is_temporary
+        assert np.asanyarray(nib.load(later).dataobj)[0, 0, 0, 0] == arr[0, 0, 0, 0]
 
 
 def test_verify_modified_data_gives_copy(nii, monkeypatch):
