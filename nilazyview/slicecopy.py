@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .indexing import canonical_index
 from .plan import ReadPlan
 
 if TYPE_CHECKING:
@@ -50,9 +51,13 @@ class SliceCopy:
 
     def __getitem__(self, index) -> np.ndarray:
         data = self._image._data
-        if data is not None:
-            return np.array(data[index], copy=True)
-        return self._image.proxy.read(index)
+        if data is None:
+            return self._image.proxy.read(index)
+        canonical_index(index, data.shape)  # the same indexing (and errors) as from the file
+        out = np.array(data[index], copy=True)
+        if not out.dtype.isnative:
+            out = out.astype(out.dtype.newbyteorder("="))
+        return out
 
     @property
     def plan(self) -> _PlanView:

@@ -173,3 +173,27 @@ def test_zero_sized_image(tmp_path):
     assert img.shape == (3, 0, 4)
     assert img.get_data().shape == (3, 0, 4)
     assert img.slicecopy[1].shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "index", [[0, 1], np.array([0, 1]), (np.array([True, False]),), (0, [1, 2]), 1.5]
+)
+def test_in_memory_slicecopy_refuses_what_the_proxy_refuses(scaled_be, index):
+    path, _, _ = scaled_be
+    img = nlv.load(path)
+    with pytest.raises(IndexError) as proxied:
+        img.slicecopy[index]
+    img.get_data()
+    with pytest.raises(IndexError) as in_memory:
+        img.slicecopy[index]
+    assert str(in_memory.value) == str(proxied.value)
+
+
+def test_in_memory_slicecopy_is_native_byte_order():
+    big = np.arange(24, dtype=">i2").reshape(2, 3, 4)
+    rgb = np.zeros((2, 2), dtype=[("R", ">u2"), ("G", ">u2")])
+    rgb["R"] = [[1, 2], [3, 4]]
+    for arr in (big, rgb):
+        got = nlv.Image(arr).slicecopy[0]
+        assert got.dtype.isnative and all(got.dtype[f].isnative for f in (got.dtype.names or ()))
+        np.testing.assert_array_equal(got, arr[0])
