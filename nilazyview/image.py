@@ -156,6 +156,21 @@ class Image:
         """Same as :meth:`get_data`."""
         return self.get_data()
 
+    def attach(self, other: Image) -> None:
+        """Refer to ``other``'s file from now on: its proxy, header, affine and snapshot.
+
+        In-memory data and ``dirty`` stay as they are. :func:`nilazyview.save`
+        calls this after saving an image over its own file.
+        """
+        if other.proxy is None:
+            raise ImageFileError("can only attach to an image loaded from a file")
+        self.proxy = other.proxy
+        self.header = other.header
+        self.affine = other.affine.copy()
+        self.filename = other.filename
+        self.files = dict(other.files)
+        self.snapshot = other.snapshot
+
     def uncache(self, force: bool = False) -> None:
         """Drop the in-memory array and go back to reading from the file.
 
@@ -165,8 +180,9 @@ class Image:
             raise ImageFileError("this image was made in memory: there is no file to go back to")
         if self.dirty and not force:
             raise DirtyImageError(
-                "image is dirty (its data may have changed since loading); save it, set "
-                "img.dirty = False if it is unchanged, or call uncache(force=True) to discard"
+                "image is dirty: its array may hold changes the file does not. To keep them, "
+                "nlv.save(img, img.filename) first, then set img.dirty = False; "
+                "uncache(force=True) discards them"
             )
         self._data = None
         self.dirty = False

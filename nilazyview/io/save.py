@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import warnings
 from typing import BinaryIO
 
 import numpy as np
@@ -85,7 +86,8 @@ def save(
     (pair), either with ``.gz``. NIfTI-2 is written only when a dimension does
     not fit NIfTI-1. In-memory data is written as it is (unscaled); a proxied
     image's stored bytes and scaling are copied without loading the array.
-    Saving over the file the image came from is safe. ``file_mode`` sets the
+    Saving over the file the image came from is safe, and the image then refers
+    to the new file (see :meth:`Image.attach`). ``file_mode`` sets the
     permission bits of new files (default: those of the file replaced, or 0o666
     less the umask). ``.mgh``/``.mgz`` write FreeSurfer MGH instead (see
     :func:`nilazyview.formats.mgh.save`).
@@ -96,6 +98,39 @@ def save(
         The path written (the header file for a pair).
     """
     path = os.fspath(path)
+    written = _save(img, path, compresslevel, file_mode)
+    if os.path.realpath(written) in _loaded_from(img):
+        _reattach(img, written)
+    return written
+
+
+def _loaded_from(img: Image) -> set[str]:
+    return {os.path.realpath(f) for k, f in img.files.items() if k != "mat"}
+
+
+def _reattach(img: Image, written: str) -> None:
+    """After a save over the image's own file: make the image describe the new file.
+
+    Its proxy, header, affine (as stored), file names and snapshot become those of
+    the file written, so reads after ``uncache``, ``as_file`` and pickles refer to
+    it rather than to the replaced version. In-memory data and ``dirty`` stay.
+    """
+    from .load import load
+
+    try:
+        fresh = load(written)
+    except Exception as exc:  # saved, but not readable back: keep the old attachment
+        warnings.warn(
+            f"saved {written}, but could not reopen it ({exc}); the image still refers "
+            "to the version it was loaded from",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    img.attach(fresh)
+
+
+def _save(img: Image, path: str, compresslevel: int, file_mode: int | None) -> str:
     if split_ext(path)[1] in (".mgh", ".mgz"):
         return mgh.save(img, path, compresslevel, file_mode)
     names = names_for_writing(path)
