@@ -1,16 +1,20 @@
 """The ``nilazyview`` command: ``info``, ``view`` and ``bench``.
 
 User errors (missing or unreadable files, bad options) print one line to
-stderr and exit with status 2, without a traceback.
+stderr and exit with status 2, without a traceback. A reader that stops early
+(``nilazyview info ... | head -1``) ends the command quietly with status 141
+(128 + SIGPIPE, as for a command killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,12 @@ from . import __version__
 from .errors import ImageFileError
 
 EXIT_USAGE = 2
+EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
+BENCH_NEEDS_CHECKOUT = (
+    "the benchmark scripts ship with the source repository, not the installed package: "
+    "get a source checkout of nilazyview (git clone) and run 'nilazyview bench' from its "
+    "top folder"
+)
 _POS, _NEG = "RAS", "LPI"
 
 
@@ -243,12 +253,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     script = find_bench()
     if script is None:
         raise UserError(
-            "benchmarks/bench_slices.py not found (run from a source checkout of nilazyview)"
+            f"benchmarks/bench_slices.py not found in {Path.cwd()} or beside the package; "
+            + BENCH_NEEDS_CHECKOUT
         )
     extra = list(args.bench_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
     return subprocess.call([sys.executable, str(script), *extra])
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: it reports unknown arguments itself, with its own usage.
+
+    (argparse hands a sub-command's unknown arguments back to the top-level
+    parser, whose error would show the top-level usage instead.)
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lazy neuroimaging volumes: inspect files, view them in JupyterLab, benchmark.",
     )
     ap.add_argument("--version", action="version", version=f"nilazyview {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     p = sub.add_parser(
         "info",
@@ -287,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="run the slice-read benchmark (benchmarks/bench_slices.py)",
-        description="Run benchmarks/bench_slices.py; arguments after 'bench' (or after '--') "
-        "go to it, e.g. 'nilazyview bench -- --size 64'.",
+        help="run the slice-read benchmark (needs a source checkout)",
+        description="Run benchmarks/bench_slices.py of the current folder or of the source "
+        "checkout this package runs from; arguments after 'bench' (or after '--') go to it, "
+        "e.g. 'nilazyview bench -- --size 64'. Note: " + BENCH_NEEDS_CHECKOUT + ".",
     )
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     p.set_defaults(func=cmd_bench)
@@ -308,13 +334,36 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"nilazyview {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         return 130
 
 
+def _stdout_closed() -> int:
+    """Point stdout at /dev/null after its reader went away; returns 128 + SIGPIPE.
+
+    Python flushes stdout again at exit: into /dev/null, that flush cannot fail
+    and print "Exception ignored ... BrokenPipeError".
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return EXIT_PIPE
+
+
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        status = main()
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()  # the last buffered output: a closed pipe shows here
+    except BrokenPipeError:
+        status = _stdout_closed()
+    sys.exit(status)
 
 
 if __name__ == "__main__":

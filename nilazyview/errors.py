@@ -25,3 +25,38 @@ class StaleFileError(ImageFileError):
 
 class DirtyImageError(ImageFileError):
     """An operation would discard in-memory changes (use ``force=True``)."""
+
+
+class SaveError(ImageFileError, OSError):
+    """A save failed (no permission, no such folder, disk full, ...); nothing was replaced.
+
+    Also an :class:`OSError`: ``errno`` and ``strerror`` are those of the failed
+    system call and ``filename`` is the file the caller asked to write (never the
+    temporary file the save was writing into).
+
+    Parameters
+    ----------
+    message : str
+        The full message, naming the target file and what went wrong.
+    errno, strerror : int, str, optional
+        Those of the underlying :class:`OSError`.
+    filename : str, optional
+        The target file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        errno: int | None = None,
+        strerror: str | None = None,
+        filename: str | None = None,
+    ) -> None:
+        OSError.__init__(self, errno, strerror, filename)
+        self.args = (message,)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.message, self.errno, self.strerror, self.filename)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -119,7 +120,34 @@ def test_bench_runs_the_script(tmp_path, monkeypatch, capsys):
     assert calls == [[sys.executable, str(script), "--size", "8"]]
     monkeypatch.setattr(cli, "find_bench", lambda: None)
     assert cli.main(["bench"]) == 2
-    assert "bench_slices.py not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("nilazyview bench: error: ") and err.count("\n") == 1
+    assert "bench_slices.py not found" in err
+    assert "source repository, not the installed package" in err and "source checkout" in err
+
+
+def test_bench_outside_a_checkout_in_a_subprocess(tmp_path):
+    """An installed copy (no benchmarks/ beside the package) run from an unrelated folder."""
+    import shutil
+
+    pkg = os.path.dirname(os.path.abspath(cli.__file__))
+    shutil.copytree(pkg, tmp_path / "site" / "nilazyview")  # as pip installs it
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    res = subprocess.run(
+        [sys.executable, "-m", "nilazyview.cli", "bench"],
+        capture_output=True, text=True, timeout=60, cwd=work, env=env,
+    )  # fmt: skip
+    assert res.returncode == 2 and res.stdout == ""
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
+    assert "source repository, not the installed package" in res.stderr
+    helped = subprocess.run(
+        [sys.executable, "-m", "nilazyview.cli", "bench", "--help"],
+        capture_output=True, text=True, timeout=60, cwd=work, env=env,
+    )  # fmt: skip
+    assert helped.returncode == 0
+    assert "source repository, not the installed package" in " ".join(helped.stdout.split())
 
 
 def test_find_bench_in_checkout():
@@ -136,6 +164,61 @@ def test_usage_errors_exit_2(argv, capsys):
             cli.main(argv)
         assert exc.value.code == 2
     assert "usage: nilazyview" in capsys.readouterr().err
+
+
+def test_subcommand_errors_show_the_subcommand_usage(capsys):
+    for argv in (["info", "--bogus", MGZ], ["info", MGZ, "--bogus"], ["view", MGZ, "--bogus"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: nilazyview {argv[0]} "), err
+        assert f"nilazyview {argv[0]}: error: unrecognized arguments: --bogus" in err
+    with pytest.raises(SystemExit):  # an unknown option before the command is the top level's
+        cli.main(["--bogus", "info", MGZ])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nilazyview [-h]") and "unrecognized arguments: --bogus" in err
+
+
+def test_bench_help_says_it_needs_a_checkout(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "source repository, not the installed package" in text
+
+
+def _quiet(stderr: str) -> None:
+    for word in ("Traceback", "BrokenPipeError", "Exception ignored"):
+        assert word not in stderr, stderr
+
+
+def test_info_into_a_pipe_closed_early():
+    """``info ... | head -c 10``: output larger than the pipe buffer, reader gone."""
+    files = [MGZ] * 300  # ~200 KB of JSON, more than a 64 KiB pipe holds
+    cmd = [sys.executable, "-m", "nilazyview.cli", "info", "--json", *files]
+    res = subprocess.run(
+        ["sh", "-c", '"$@" | head -c 10', "sh", *cmd], capture_output=True, timeout=120
+    )
+    assert len(res.stdout) == 10 and res.stdout.startswith(b"[")  # head's 10 bytes
+    _quiet(res.stderr.decode())
+    # the exit status, which sh does not pass on: read a little, then close the pipe
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10).startswith(b"[")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 128 + signal.SIGPIPE)
+    _quiet(err)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_info_into_a_pipe_closed_at_once(as_json):
+    """Small output goes out in Python's final flush: a closed pipe must not show there."""
+    cmd = [sys.executable, "-m", "nilazyview.cli", "info", MGZ] + (["--json"] if as_json else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 128 + signal.SIGPIPE)
+    _quiet(err)
 
 
 @pytest.mark.parametrize(

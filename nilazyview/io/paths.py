@@ -49,7 +49,14 @@ def names_for_reading(path: str) -> FileNames:
 
 
 def names_for_writing(path: str) -> FileNames:
-    """The files a save to ``path`` writes, from its extension."""
+    """The NIfTI/Analyze files a save to ``path`` writes, from its extension.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        For an extension :func:`nilazyview.save` does not write; the message lists
+        those it does (MGH's too, which ``save`` handles before calling this).
+    """
     stem, ext, gz = split_ext(path)
     suffix = ".gz" if gz else ""
     if ext == ".nii":
@@ -58,5 +65,6 @@ def names_for_writing(path: str) -> FileNames:
         return FileNames(stem + ".hdr" + suffix, stem + ".img" + suffix)
     raise UnsupportedFormatError(
         f"{path}: cannot tell the format to write from the extension "
-        "(use .nii, .nii.gz, .hdr/.img or .hdr.gz/.img.gz)"
+        "(use .nii, .nii.gz, .hdr/.img or .hdr.gz/.img.gz for NIfTI, "
+        ".mgh, .mgh.gz or .mgz for FreeSurfer MGH)"
     )
