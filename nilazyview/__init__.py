@@ -5,6 +5,10 @@
 >>> plane = img.slicecopy[..., 40]      # reads just that plane
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .adapters import from_nibabel
 from .errors import (
     DirtyImageError,
@@ -23,13 +27,17 @@ from .io.save import save
 from .layout import DiskLayout
 from .plan import ReadHeuristic, ReadPlan, plan_read
 
+if TYPE_CHECKING:
+    from .viewer import SliceViewer
+
 __version__ = "0.1.0"
 
 
-def view(obj, **kwargs):
-    """Open a slice viewer widget on a path, Image, nibabel image or array.
+def view(obj: Any, **kwargs: Any) -> SliceViewer:
+    """Open a slice viewer on a path, Image, nibabel image or numpy array.
 
-    Needs the ``viewer`` extra (ipywidgets, matplotlib); see :mod:`nilazyview.viewer`.
+    Needs the ``viewer`` extra (ipywidgets, matplotlib, ipyevents). Keyword
+    arguments go to :class:`nilazyview.viewer.SliceViewer`; returns the widget.
     """
     from .viewer import view as _view
 

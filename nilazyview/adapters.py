@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .image import Image
 from .indexing import canonical_index
 from .sources import FileIdentity
+
+if TYPE_CHECKING:
+    import nibabel
 
 
 def _nibabel():
@@ -137,7 +140,9 @@ def from_nibabel(nib_img: Any) -> Image:
     Slicing reads through ``nib_img.dataobj`` (nibabel's proxy), so only what an
     index needs is read when nibabel can do that. The image is clean and
     proxied; while unchanged, ``as_file`` hands off the original file(s), and
-    otherwise saves a NIfTI copy. NIfTI header fields carry over.
+    otherwise saves a NIfTI copy. NIfTI header fields carry over. Values come in
+    nibabel's scaled type (float64 for scaled integers, as ``get_fdata``), where
+    :func:`nilazyview.load` of the same file may give float32.
 
     Parameters
     ----------
@@ -195,7 +200,7 @@ class NilazyviewDataobj:
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
-def to_nibabel(img: Image):
+def to_nibabel(img: Image) -> nibabel.Nifti1Image:
     """A nibabel NIfTI image of ``img``: proxy-backed while ``img`` is a proxy.
 
     The nibabel image reads through ``img``'s proxy (``dataobj`` slicing reads

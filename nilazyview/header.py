@@ -22,6 +22,15 @@ class Extension:
         return hashlib.blake2b(head + self.content, digest_size=16).digest()
 
 
+def _plain(value):
+    """A header value as plain Python, for display: ``348``, ``b'n+1'``, lists for arrays."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return [_plain(v) for v in value]
+    if isinstance(value, np.floating):
+        return float(str(value))  # shortest text of the stored precision: 0.1, not 0.1000000015
+    return value.item() if isinstance(value, np.generic | np.ndarray) else value
+
+
 class Header(MutableMapping):
     """Fields of an Analyze, NIfTI-1 or NIfTI-2 header, by name.
 
@@ -36,6 +45,7 @@ class Header(MutableMapping):
 
     @property
     def endian(self) -> str:
+        """Byte order of the fields: ``"<"`` (little) or ``">"`` (big)."""
         bo = self._rec.dtype["sizeof_hdr"].byteorder
         if bo == "=":
             return "<" if np.little_endian else ">"
@@ -66,10 +76,11 @@ class Header(MutableMapping):
 
     def __repr__(self) -> str:
         lines = [f"<{self.kind} header, {self.endian} endian, {len(self.extensions)} extension(s)>"]
-        lines += [f"  {k:<15} {self[k]!r}" for k in self]
+        lines += [f"  {k:<15} {_plain(self[k])!r}" for k in self]
         return "\n".join(lines)
 
     def copy(self) -> Header:
+        """An independent copy of the fields; the extensions list is new, its items shared."""
         return Header(self._rec, self.kind, self.extensions)
 
     def __eq__(self, other) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,11 @@ from .header import Header
 from .proxy import ArrayProxy
 from .slicecopy import SliceCopy
 from .sources import FileIdentity
+
+if TYPE_CHECKING:  # optional dependencies, never imported at run time here
+    import dask.array
+    import nibabel
+    from numpy.typing import ArrayLike
 
 _PICKLED_EXTENSION_BYTES = 1024
 
@@ -74,9 +80,13 @@ class Image:
     Use :func:`nilazyview.load` for images from files. ``is_proxy`` is True
     while no voxel data is held; ``dirty`` is True when the in-memory data may
     differ from the file (set by :meth:`get_data`, clearable by the user).
+    The repr shows the viewer badge's state: proxy, in memory or dirty (an
+    image without a file is "in memory" whatever ``dirty`` says).
     """
 
-    def __init__(self, data, affine=None, header: Header | None = None):
+    def __init__(
+        self, data: ArrayLike, affine: ArrayLike | None = None, header: Header | None = None
+    ) -> None:
         self._data: np.ndarray | None = np.asanyarray(data)
         self.proxy: ArrayProxy | None = None
         self.affine = np.eye(4) if affine is None else np.array(affine, dtype=np.float64)
@@ -120,10 +130,12 @@ class Image:
     # --- array facts -------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """Array shape (known without reading data)."""
         return tuple(self._data.shape) if self._data is not None else self.proxy.shape
 
     @property
     def ndim(self) -> int:
+        """Number of axes."""
         return len(self.shape)
 
     @property
@@ -138,6 +150,7 @@ class Image:
 
     @property
     def in_memory(self) -> bool:
+        """True when the array is held in memory (``not is_proxy``)."""
         return self._data is not None
 
     # --- data --------------------------------------------------------------------
@@ -201,7 +214,7 @@ class Image:
         self.__dict__.update(fresh.__dict__)
         self.snapshot, self.dirty = snapshot, dirty
 
-    def to_dask(self, chunks=None):
+    def to_dask(self, chunks: int | str | tuple | dict | None = None) -> dask.array.Array:
         """A ``dask.array`` whose tasks read their blocks through the proxy.
 
         Parameters
@@ -236,7 +249,7 @@ class Image:
             self.proxy, chunks=chunks, asarray=False, fancy=False, lock=False, meta=meta, name=name
         )
 
-    def to_nibabel(self):
+    def to_nibabel(self) -> nibabel.Nifti1Image:
         """A nibabel NIfTI image reading through this image's proxy (needs nibabel).
 
         See :func:`nilazyview.adapters.to_nibabel`.
@@ -246,10 +259,19 @@ class Image:
         return to_nibabel(self)
 
     # --- identity ----------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """``"proxy"``, ``"in memory"`` or ``"dirty"`` (the viewer's badge).
+
+        An image made in memory has no file to differ from: it is ``"in memory"``.
+        """
+        if self.is_proxy:
+            return "proxy"
+        return "dirty" if self.dirty and self.filename else "in memory"
+
     def __repr__(self) -> str:
-        state = "proxy" if self.is_proxy else ("dirty" if self.dirty else "in memory")
         src = f" {self.filename!r}" if self.filename else ""
-        return f"<nilazyview.Image{src} shape={self.shape} dtype={self.dtype} ({state})>"
+        return f"<nilazyview.Image{src} shape={self.shape} dtype={self.dtype} ({self.state})>"
 
     def __getstate__(self) -> dict:
         if (

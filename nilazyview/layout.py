@@ -41,14 +41,17 @@ class DiskLayout:
 
     @property
     def ndim(self) -> int:
+        """Number of axes."""
         return len(self.shape)
 
     @property
     def size(self) -> int:
+        """Number of elements."""
         return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the whole stored array (offset not included)."""
         return self.size * self.dtype.itemsize
 
     @property

@@ -198,8 +198,14 @@ class ReadPlan:
     post : tuple
         Basic index applied to the box array to give the result.
     strategy : str
-        ``"empty"`` (nothing to read), ``"pread"`` (contiguous runs) or
-        ``"mmap"`` (gather many small runs from a read-only mapping).
+        ``"empty"`` (nothing to read), ``"pread"`` (contiguous runs, the box
+        possibly widened to read through small gaps) or ``"mmap"`` (gather many
+        small runs from a read-only memory map).
+
+    Notes
+    -----
+    ``repr()`` is the dataclass's; ``str()`` and IPython display show
+    :meth:`describe`.
     """
 
     layout: DiskLayout
@@ -214,6 +220,7 @@ class ReadPlan:
 
     @property
     def n_runs(self) -> int:
+        """Contiguous byte runs read (0 for ``"empty"``)."""
         return 0 if self.strategy == "empty" else self.runs.n_runs
 
     @property
@@ -274,6 +281,13 @@ class ReadPlan:
             f"{self.strategy}: {self.n_runs} run(s) of {self.runs.run_nbytes} B, "
             f"{self.nbytes} B read ({frac:.1%} of the data) -> {self.out_shape}"
         )
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        """IPython display (a notebook cell's value): the :meth:`describe` line."""
+        p.text(self.describe())
 
     def chunks(self, max_bytes: int | None = None) -> Iterator[Chunk]:
         """Split the plan along the slowest box axis into pieces of ``max_bytes`` or less."""

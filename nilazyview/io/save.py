@@ -80,17 +80,27 @@ def _write_proxy(out: BinaryIO, proxy) -> None:
 def save(
     img: Image, path: str | os.PathLike, compresslevel: int = 1, file_mode: int | None = None
 ) -> str:
-    """Save ``img`` as NIfTI, atomically.
+    """Save ``img`` as NIfTI (or MGH), atomically.
 
-    The extension picks the layout: ``.nii`` (single file), ``.hdr``/``.img``
-    (pair), either with ``.gz``. NIfTI-2 is written only when a dimension does
-    not fit NIfTI-1. In-memory data is written as it is (unscaled); a proxied
-    image's stored bytes and scaling are copied without loading the array.
-    Saving over the file the image came from is safe, and the image then refers
-    to the new file (see :meth:`Image.attach`). ``file_mode`` sets the
-    permission bits of new files (default: those of the file replaced, or 0o666
-    less the umask). ``.mgh``/``.mgz`` write FreeSurfer MGH instead (see
-    :func:`nilazyview.formats.mgh.save`).
+    In-memory data is written as it is (unscaled); a proxied image's stored
+    bytes and scaling are copied without loading the array. NIfTI-2 is written
+    only when a dimension does not fit NIfTI-1. Saving over the file the image
+    came from is safe, and the image then refers to the new file (see
+    :meth:`Image.attach`); ``dirty`` is left as it was.
+
+    Parameters
+    ----------
+    img : Image
+        The image to write, proxied or in memory.
+    path : str or path-like
+        Target; the extension picks the layout: ``.nii`` (single file),
+        ``.hdr``/``.img`` (pair), either with ``.gz``; ``.mgh``/``.mgz`` write
+        FreeSurfer MGH (:func:`nilazyview.formats.mgh.save`).
+    compresslevel : int
+        gzip level for ``.gz``/``.mgz`` targets (1 fastest, 9 smallest).
+    file_mode : int, optional
+        Permission bits of the new files; default those of the file replaced,
+        else 0o666 less the umask.
 
     Returns
     -------

@@ -47,11 +47,7 @@ def to_image(obj):
 def state_of(img) -> str:
     """``"proxy"``, ``"in memory"`` or ``"dirty"`` (an in-memory image without a file is
     ``"in memory"``: it has nothing to differ from)."""
-    if img.is_proxy:
-        return "proxy"
-    if img.dirty and getattr(img, "filename", None):
-        return "dirty"
-    return "in memory"
+    return img.state
 
 
 def check_files(img, always: bool = False) -> None:

@@ -8,6 +8,7 @@ import html
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -17,6 +18,13 @@ from .adapt import check_files, n_volumes, slab_index, spatial_shape, state_of, 
 from .cache import DEFAULT_MAX_BYTES, SlabCache
 from .fetch import Fetched, Prefetcher, fetch
 from .handoff import hand_off
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
+
+    from nilazyview import Image
+
+    Viewable = str | os.PathLike[str] | Image | np.ndarray | SpatialImage
 
 _STYLE = (
     "<style>.nlv-image{image-rendering:pixelated;}"
@@ -79,7 +87,7 @@ class SliceViewer(widgets.VBox):
 
     def __init__(
         self,
-        obj=None,
+        obj: Viewable | None = None,
         *,
         axis: int | None = None,
         index: int | None = None,
@@ -658,10 +666,23 @@ class SliceViewer(widgets.VBox):
         return f"<SliceViewer {self.img!r} axis={self.axis} index={self.index} ({self.state})>"
 
 
-def view(obj, **kwargs) -> SliceViewer:
-    """Show ``obj`` (a path, nilazyview Image, nibabel image or numpy array) in a viewer.
+def view(obj: Viewable, **kwargs: Any) -> SliceViewer:
+    """Open a :class:`SliceViewer` on a path, nilazyview Image, nibabel image or array.
 
-    Keyword arguments go to :class:`SliceViewer`. Returns the widget; as the last
-    expression of a notebook cell it displays itself.
+    Needs the ``viewer`` extra: ipywidgets, matplotlib, and ipyevents (without it
+    the click-to-crosshair readout is off).
+
+    Parameters
+    ----------
+    obj : str, path-like, Image, nibabel image or numpy.ndarray
+        What to show; a path is opened with :func:`nilazyview.load` (a proxy).
+    **kwargs
+        Options of :class:`SliceViewer` (``axis``, ``index``, ``ortho``, ``cache_bytes``, ...).
+
+    Returns
+    -------
+    SliceViewer
+        The widget; as the last expression of a notebook cell it displays itself.
+        Errors opening ``obj`` are shown in it, not raised.
     """
     return SliceViewer(obj, **kwargs)
