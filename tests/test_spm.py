@@ -272,3 +272,25 @@ def test_spm_unpickle_after_mat_changed_is_stale(spm):
     scipy_io.savemat(spm[:-4] + ".mat", {"mat": np.eye(4)}, format="4")
     with pytest.raises(nlv.StaleFileError):
         pickle.loads(blob)
+
+
+def test_failed_mat_write_leaves_the_whole_pair_as_it_was(spm, monkeypatch):
+    """The .mat joins the pair's commit: if it cannot be written, no file is replaced."""
+    folder = os.path.dirname(spm)
+
+    def files() -> dict:
+        paths = (os.path.join(folder, n) for n in os.listdir(folder))
+        return {p: open(p, "rb").read() for p in paths if os.path.isfile(p)}
+
+    before = files()
+    img = nlv.load(spm)
+    img.affine[0, 3] -= 10
+    img.get_data()[0, 0, 0] = 99
+
+    def broken_savemat(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scipy_io, "savemat", broken_savemat)
+    with pytest.raises(OSError):
+        nlv.save(img, spm)
+    assert files() == before  # same names (no partial left), same bytes

@@ -185,9 +185,10 @@ def _save(img: Image, path: str, compresslevel: int, file_mode: int | None) -> s
             write_data(g)
     else:
         gz = split_ext(names.image)[2]
-        # nested: both files are complete before either replaces its old version, so a
-        # failure writing the header cannot leave a new image beside the old header; the
-        # two renames follow each other with no fsync between (a kill can still land there)
+        # nested atomic writes commit as one group: every file (image, header, SPM .mat)
+        # is complete and synced before any replaces its old version, and a failure puts
+        # back what was replaced; the renames follow each other with no fsync between (a
+        # kill can still land there)
         same_folder = os.path.dirname(os.path.abspath(names.image)) == os.path.dirname(
             os.path.abspath(names.header)
         )
@@ -199,6 +200,6 @@ def _save(img: Image, path: str, compresslevel: int, file_mode: int | None) -> s
                 _maybe_gzip(fh, gz, compresslevel) as g,
             ):
                 g.write(head)
-        if "mat" in img.files:  # an SPM image: keep its affine where SPM looks for it
-            spm.write_mat_affine(spm.mat_path(names.header), img.affine, file_mode)
+            if "mat" in img.files:  # an SPM image: keep its affine where SPM looks for it
+                spm.write_mat_affine(spm.mat_path(names.header), img.affine, file_mode)
     return names.header
