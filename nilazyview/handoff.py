@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from .errors import ImageFileError
+from .errors import ImageFileError, SaveError
 from .formats import spm
 from .image import Image, state_digests
 from .io.leftovers import clean_handoff_folders, handoff_prefix
@@ -250,6 +250,13 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
     path = stub[: -len(".stub")] + ext
     try:
         save(img, path, file_mode=0o600)
+    except SaveError as exc:  # names the copy already; say where copies go
+        raise SaveError(
+            f"{exc} (a temporary copy for as_file; NILAZYVIEW_TMPDIR picks another folder)",
+            exc.errno,
+            exc.strerror,
+            exc.filename,
+        ) from None
     except OSError as exc:
         raise ImageFileError(f"cannot write a temporary copy in {folder!r}: {exc}") from exc
     finally:

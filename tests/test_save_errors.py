@@ -418,10 +418,12 @@ def test_as_file_reports_a_failed_copy(tmp_path, monkeypatch):
     assert path.is_temporary and np.array_equal(nib.load(str(path)).get_fdata(), img.get_data())
     img.get_data()[0, 0, 0] = 42.0
     failing_write(monkeypatch, ".", 0)
-    with pytest.raises(nlv.ImageFileError) as info:
+    with pytest.raises(nlv.SaveError) as info:
         nlv.as_file(img)
     monkeypatch.undo()
     assert os.strerror(errno.ENOSPC) in str(info.value) and PARTIAL not in str(info.value)
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    assert "NILAZYVIEW_TMPDIR" in str(info.value)
     folder = os.path.dirname(str(path))
     assert [n for n in os.listdir(folder) if n.endswith(PARTIAL)] == []
 
