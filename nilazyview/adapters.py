@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import ImageFileError, UnsupportedFormatError
 from .image import Image
 from .indexing import canonical_index
 from .sources import FileIdentity
@@ -88,10 +89,12 @@ class NibabelProxy:
         if self._dtype is None:
             with self._lock:
                 if self._dtype is None:
-                    if 0 in self.shape or not hasattr(self.dataobj, "__getitem__"):
+                    if not hasattr(self.dataobj, "__getitem__"):
                         dt = np.dtype(self.dataobj.dtype)
-                    else:
-                        dt = np.asarray(self.dataobj[(0,) * self.ndim]).dtype
+                    else:  # one voxel (none if empty), as nibabel scales it
+                        first = slice(0, 0) if 0 in self.shape else 0
+                        dt = self._call(lambda: np.asarray(self.dataobj[(first,) * self.ndim]))
+                        dt = dt.dtype
                     self._dtype = dt.newbyteorder("=") if dt.byteorder in "<>" else dt
         return self._dtype
 
@@ -105,11 +108,22 @@ class NibabelProxy:
             unscaled = getattr(self.dataobj, "_get_unscaled", None)
             if unscaled is None:
                 raise TypeError(f"{self.source.path}: nibabel gives no stored values here")
-            arr = np.asarray(unscaled(index))
+            arr = self._call(lambda: np.asarray(unscaled(index)))
             return np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True)
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype)
-        return np.array(self.dataobj[index], dtype=self.dtype, copy=True)
+        return self._call(lambda: np.array(self.dataobj[index], dtype=self.dtype, copy=True))
+
+    def _call(self, read):
+        """``read()``, with nibabel's failures (file gone or cut, bad gzip) as ImageFileError."""
+        try:
+            return read()
+        except (ImageFileError, MemoryError):
+            raise
+        except Exception as exc:  # nibabel's reader is a black box: any failure is a bad read
+            raise ImageFileError(
+                f"{self.source.path}: nibabel could not read the data ({type(exc).__name__}: {exc})"
+            ) from exc
 
     __getitem__ = read
 
@@ -207,6 +221,8 @@ def to_nibabel(img: Image) -> nibabel.Nifti1Image:
     only the slab), holds the scaled values' type and the affine; NIfTI header
     fields carry over. In-memory images hand over their array (not a copy).
     """
+    if not isinstance(img, Image):
+        raise TypeError(f"expected a nilazyview Image, not {type(img).__name__}")
     nib = _nibabel()
     dataobj = img._data if img._data is not None else NilazyviewDataobj(img.proxy)
     big = max(img.shape, default=1) > 32767
@@ -215,15 +231,21 @@ def to_nibabel(img: Image) -> nibabel.Nifti1Image:
         if big or (img.header is not None and img.header.kind == "nifti2")
         else (nib.Nifti1Image)
     )
-    hdr = None
     if img.header is not None and img.header.kind in ("nifti1", "nifti2") and not big:
         hdr = cls.header_class(binaryblock=bytes(img.header)[: cls.header_class.sizeof_hdr])
         hdr.set_slope_inter(None, None)
-        try:
-            hdr.set_data_dtype(img.dtype)
-        except Exception:  # a type NIfTI lacks: nibabel picks one when saving
-            pass
-    return cls(dataobj, img.affine.copy(), hdr)
+    else:  # a header of our own: nibabel would otherwise read a voxel to learn the type
+        hdr = cls.header_class()
+    try:
+        hdr.set_data_dtype(img.dtype)
+    except Exception:  # a type NIfTI lacks: nibabel picks one when saving
+        pass
+    try:
+        return cls(dataobj, img.affine.copy(), hdr)
+    except Exception as exc:  # e.g. an affine NIfTI cannot store (NaN)
+        raise UnsupportedFormatError(
+            f"nibabel cannot make a NIfTI image of this ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def as_image(obj: Any) -> Image:
@@ -236,7 +258,12 @@ def as_image(obj: Any) -> Image:
         return load(obj)
     if hasattr(obj, "dataobj") and hasattr(obj, "affine"):
         return from_nibabel(obj)
-    return Image(np.asanyarray(obj))
+    if obj is None or isinstance(obj, bytes | dict):
+        raise TypeError(f"cannot make an image of {type(obj).__name__}")
+    arr = np.asanyarray(obj)
+    if arr.dtype.kind in "OSUM" or (arr.dtype.kind == "V" and arr.dtype.names is None):
+        raise TypeError(f"cannot make an image of {type(obj).__name__} ({arr.dtype} values)")
+    return Image(arr)
 
 
 __all__ = ["NibabelProxy", "NilazyviewDataobj", "as_image", "from_nibabel", "to_nibabel"]

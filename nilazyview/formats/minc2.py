@@ -202,7 +202,10 @@ class H5DatasetProxy:
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype.newbyteorder("="))
         box = tuple(slice(s.lo, s.hi, abs(s.step) if s.count > 1 else 1) for s in cidx.axes)
-        arr = np.asarray(self.source.dataset()[box])
+        try:
+            arr = np.asarray(self.source.dataset()[box])
+        except (OSError, KeyError, RuntimeError) as exc:  # e.g. external data gone
+            raise ImageFileError(f"{self.source.path}: cannot read the MINC2 data: {exc}") from None
         post = []
         for it in cidx.items:
             if it is None:
@@ -328,6 +331,11 @@ def read_info(f, path: str) -> dict:
         info["imax"] = np.asarray(mx[()], dtype=np.float64)
         if info["imin"].shape != info["shape"][: info["imin"].ndim]:
             raise HeaderError(f"{path}: 'image-min' has shape {info['imin'].shape}")
+        if info["imax"].shape != info["imin"].shape:
+            raise HeaderError(
+                f"{path}: 'image-max' has shape {info['imax'].shape}, "
+                f"'image-min' {info['imin'].shape}"
+            )
     return info
 
 
@@ -339,13 +347,34 @@ def affine_of(names: list[str], dims: list[dict]) -> np.ndarray:
     steps, starts = np.zeros(k), np.zeros(k)
     for col, i in enumerate(spatial):
         attrs = dims[i]
-        rot[:, col] = attrs.get("direction_cosines", _DEFAULT_COSINES.get(names[i]))
-        steps[col] = attrs.get("step", 1.0)
-        starts[col] = attrs.get("start", 0.0)
+        cosines = attrs.get("direction_cosines", _DEFAULT_COSINES.get(names[i]))
+        if cosines is None:
+            raise ValueError(f"dimension {names[i]!r} has no direction_cosines")
+        rot[:, col] = np.asarray(cosines, dtype=np.float64).reshape(k)
+        steps[col] = _number(attrs.get("step", 1.0))
+        starts[col] = _number(attrs.get("start", 0.0))
     aff = np.eye(k + 1)
     aff[:k, :k] = rot * steps
     aff[:k, k] = np.dot(rot, starts)
+    if not np.isfinite(aff).all():
+        raise ValueError("the dimensions' step, start or direction_cosines are not finite")
     return aff
+
+
+def _number(value) -> float:
+    """One number from an HDF5 attribute (a scalar or a one-element array)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != 1:
+        raise ValueError(f"expected one number, got {arr.size}")
+    return float(arr.reshape(()))
+
+
+def _number_or_nan(value, default: float) -> float:
+    """For the summary record only: a dimension nobody maps may hold anything."""
+    try:
+        return _number(default if value is None else value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
 
 
 def zooms_of(dims: list[dict]) -> tuple[float, ...]:
@@ -358,14 +387,47 @@ def _header(info: dict) -> MincHeader:
     rec["ndim"] = n
     rec["dimorder"] = ",".join(info["names"]).encode()
     rec["shape"][:n] = info["shape"]
-    rec["step"][:n] = [float(d.get("step", 1.0)) for d in info["dims"]]
-    rec["start"][:n] = [float(d.get("start", 0.0)) for d in info["dims"]]
+    rec["step"][:n] = [_number_or_nan(d.get("step"), 1.0) for d in info["dims"]]
+    rec["start"][:n] = [_number_or_nan(d.get("start"), 0.0) for d in info["dims"]]
     for i, (name, d) in enumerate(zip(info["names"], info["dims"], strict=True)):
-        rec["direction_cosines"][i] = d.get("direction_cosines", _DEFAULT_COSINES.get(name, 0))
+        cosines = d.get("direction_cosines", _DEFAULT_COSINES.get(name, 0))
+        try:
+            rec["direction_cosines"][i] = np.asarray(cosines, dtype=np.float64)
+        except (TypeError, ValueError):
+            rec["direction_cosines"][i] = np.nan
     rec["valid_range"] = info["valid"]
     rec["datatype"] = info["dtype"].str.encode()
     rec["n_scale_dims"] = info["imin"].ndim
     return MincHeader(rec)
+
+
+#: What h5py and numpy raise on metadata of the wrong kind, shape or type.
+_METADATA_ERRORS = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    OSError,
+    RuntimeError,
+)
+#: deflate's best ratio: no MINC2 file holds more data than this times its size.
+MAX_COMPRESSION = 1032
+
+
+def _check_backed(path: str, info: dict, file_size: int) -> None:
+    """Refuse an image declaring more data than the file can hold, even compressed.
+
+    HDF5 reads unwritten chunks as the fill value, so a few-kB file may declare
+    terabytes; reading it would allocate them (or spin in the HDF5 library).
+    """
+    declared = int(np.prod(info["shape"], dtype=object)) * info["dtype"].itemsize
+    if declared > MAX_COMPRESSION * file_size + 2**20:
+        raise HeaderError(
+            f"{path}: the MINC2 image declares {declared} bytes of data; a file of "
+            f"{file_size} bytes cannot hold that (even compressed {MAX_COMPRESSION}:1)"
+        )
 
 
 def load(path: str) -> Image:
@@ -379,11 +441,23 @@ def load(path: str) -> Image:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise ImageFileError(f"{path}: cannot open as HDF5: {exc}") from None
-    with f:
-        info = read_info(f, path)
-    affine = affine_of(info["names"], info["dims"])
-    if affine.shape != (4, 4):
-        raise UnsupportedFormatError(f"{path}: MINC2 image does not have 3 spatial dimensions")
+    try:
+        with f:
+            info = read_info(f, path)
+        spatial = [n for n in info["names"] if n.endswith("space")]
+        if len(spatial) != 3:
+            raise UnsupportedFormatError(
+                f"{path}: MINC2 image has {len(spatial)} spatial dimensions, not 3 ({spatial})"
+            )
+        affine = affine_of(info["names"], info["dims"])
+        hdr = _header(info)
+    except ImageFileError:
+        raise
+    except _METADATA_ERRORS as exc:  # a group where a dataset belongs, text for numbers, ...
+        raise HeaderError(
+            f"{path}: malformed MINC2 metadata ({type(exc).__name__}: {exc})"
+        ) from None
+    _check_backed(path, info, identity.size)
     scaling = MincScaling(info["dtype"].kind == "f", info["valid"], info["imin"], info["imax"])
     if info["offset"] is not None:
         layout = DiskLayout(info["shape"], info["dtype"], int(info["offset"]), "C")
@@ -393,7 +467,6 @@ def load(path: str) -> Image:
     else:
         raw = H5DatasetProxy(_H5Handle(path, identity), info["shape"], info["dtype"])
     proxy = MincProxy(raw, scaling)
-    hdr = _header(info)
     files = {"header": path, "image": path}
     ident = {"header": identity, "image": identity}
     return Image.from_proxy(proxy, affine, hdr, path, files, ident)
