@@ -89,7 +89,9 @@ class NibabelProxy:
         if self._dtype is None:
             with self._lock:
                 if self._dtype is None:
-                    if not hasattr(self.dataobj, "__getitem__"):
+                    if isinstance(self.dataobj, np.ndarray) or not hasattr(
+                        self.dataobj, "__getitem__"
+                    ):  # an in-memory array's type is exact; reading a voxel may not be
                         dt = np.dtype(self.dataobj.dtype)
                     else:  # one voxel (none if empty), as nibabel scales it
                         first = slice(0, 0) if 0 in self.shape else 0
@@ -223,6 +225,8 @@ def to_nibabel(img: Image) -> nibabel.Nifti1Image:
     """
     if not isinstance(img, Image):
         raise TypeError(f"expected a nilazyview Image, not {type(img).__name__}")
+    if img.dtype.kind in "OSUM" or (img.dtype.kind == "V" and img.dtype.names is None):
+        raise UnsupportedFormatError(f"NIfTI cannot hold {img.dtype} values")
     nib = _nibabel()
     dataobj = img._data if img._data is not None else NilazyviewDataobj(img.proxy)
     big = max(img.shape, default=1) > 32767
