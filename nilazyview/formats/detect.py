@@ -109,7 +109,7 @@ def _has_minc_group(path) -> bool:
         with h5py.File(path, "r") as f:
             return "minc-2.0" in f
     except OSError:
-        return False
+        return True  # a damaged HDF5 file: the MINC2 loader says why it cannot open it
 
 
 def unsupported(path: str, found: Detected) -> UnsupportedFormatError:
