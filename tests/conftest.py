@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -336,3 +337,48 @@ SAMPLE_INDICES = [
     (5,),
     (0, 0, 0, 0, 0, 0, 0, 0),
 ]
+
+
+# --- fuzzing: one scratch folder per fuzz module ------------------------------------
+
+
+class Scratch:
+    """One temporary folder per test; files are rewritten for each example."""
+
+    def __init__(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="nlv-fuzz-")
+        self.dir = self._tmp.name
+        self.n = 0
+
+    def write(self, name: str, data: bytes) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def fresh(self) -> str:
+        """A new sub-folder (no stale pair partners; h5py will not rewrite an open file)."""
+        self.n += 1
+        sub = os.path.join(self.dir, str(self.n))
+        os.mkdir(sub)
+        return sub
+
+    def close(self):
+        self._tmp.cleanup()
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """The scratch folder; gzip indexes and spill files of fuzzed files stay inside it."""
+    s = Scratch()
+    saved = {k: os.environ.get(k) for k in ("NILAZYVIEW_CACHE_DIR", "NILAZYVIEW_TMPDIR")}
+    os.environ["NILAZYVIEW_CACHE_DIR"] = os.path.join(s.dir, "cache")
+    os.environ["NILAZYVIEW_TMPDIR"] = os.path.join(s.dir, "tmp")
+    os.mkdir(os.environ["NILAZYVIEW_TMPDIR"])
+    yield s
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    s.close()

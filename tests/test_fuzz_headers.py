@@ -33,7 +33,7 @@ from unittest import mock
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import write_image
+from conftest import Scratch, write_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import basic_indices
@@ -196,48 +196,6 @@ def _run_contract(path, files, indices, out: Outcome, limit: int, t0: float) -> 
         took = time.perf_counter() - t0
         assert peak <= limit, f"peak allocation {peak} B, the files back {backable(files)} B"
         assert took < HANG_S, f"took {took:.1f} s"
-
-
-class Scratch:
-    """One temporary folder per test; files are rewritten for each example."""
-
-    def __init__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="nlv-fuzz-")
-        self.dir = self._tmp.name
-        self.n = 0
-
-    def write(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.dir, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
-    def fresh(self) -> str:
-        """A new sub-folder (so stale pair partners never linger)."""
-        self.n += 1
-        sub = os.path.join(self.dir, str(self.n))
-        os.mkdir(sub)
-        return sub
-
-    def close(self):
-        self._tmp.cleanup()
-
-
-@pytest.fixture(scope="module")
-def scratch():
-    """The scratch folder; gzip indexes and spill files of fuzzed files stay inside it."""
-    s = Scratch()
-    saved = {k: os.environ.get(k) for k in ("NILAZYVIEW_CACHE_DIR", "NILAZYVIEW_TMPDIR")}
-    os.environ["NILAZYVIEW_CACHE_DIR"] = os.path.join(s.dir, "cache")
-    os.environ["NILAZYVIEW_TMPDIR"] = os.path.join(s.dir, "tmp")
-    os.mkdir(os.environ["NILAZYVIEW_TMPDIR"])
-    yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    s.close()
 
 
 # --- valid base files --------------------------------------------------------------

@@ -57,10 +57,8 @@ import contextlib
 import fnmatch
 import io
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import traceback
@@ -72,9 +70,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import Scratch
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import basic_indices
+from test_fuzz_headers import Hang, _alarm, numpy_shape  # the same alarm and shape oracle
 
 import nilazyview as nlv
 from nilazyview.adapters import as_image, to_nibabel
@@ -160,24 +160,6 @@ class SilentGarbage(Exception):
     """A result the file does not support (raised by the checks, routed like an escape)."""
 
 
-class Hang(Exception):
-    """A case ran past the alarm (a Python-level loop that never ends)."""
-
-
-@contextlib.contextmanager
-def _alarm(seconds: float):
-    def ring(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @contextlib.contextmanager
 def bounded(limit: int, what: str):
     """The block's traced peak allocation stays below ``limit`` and it ends within HANG_S."""
@@ -194,69 +176,8 @@ def bounded(limit: int, what: str):
         assert took < HANG_S, f"{what}: took {took:.1f} s"
 
 
-def numpy_shape(shape: tuple[int, ...], index) -> tuple[int, ...] | None:
-    """Shape of ``a[index]`` for an array of ``shape`` as numpy gives it; None: IndexError.
-
-    As in test_fuzz_headers.py: a zero-stride view of shortened axes decides validity
-    (no allocation, and shapes past numpy's size limit work), then slice lengths are
-    recomputed on the real sizes.
-    """
-    idx = index if isinstance(index, tuple) else (index,)
-    ints = [abs(int(i)) + 2 for i in idx if isinstance(i, int | np.integer)]
-    small = tuple(min(n, max(ints, default=2)) for n in shape)
-    try:
-        np.broadcast_to(np.empty((), np.uint8), small)[idx]
-    except IndexError:
-        return None
-    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-    full: list = []
-    for i in idx:
-        full.extend([slice(None)] * (len(shape) - n_real) if i is Ellipsis else [i])
-    if Ellipsis not in idx:
-        full.extend([slice(None)] * (len(shape) - n_real))
-    out, ax = [], 0
-    for i in full:
-        if i is None:
-            out.append(1)
-            continue
-        if isinstance(i, slice):
-            out.append(len(range(*i.indices(shape[ax]))))
-        ax += 1
-    return tuple(out)
-
-
 def native(dt: np.dtype) -> np.dtype:
     return dt.newbyteorder("=") if dt.byteorder in "<>" else dt
-
-
-class Scratch:
-    def __init__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="nlv-fuzz-minc-")
-        self.dir = self._tmp.name
-        self.n = 0
-
-    def fresh(self) -> str:
-        """A new sub-folder (h5py refuses to rewrite a file that a handle keeps open)."""
-        self.n += 1
-        sub = os.path.join(self.dir, str(self.n))
-        os.mkdir(sub)
-        return sub
-
-
-@pytest.fixture(scope="module")
-def scratch():
-    s = Scratch()
-    saved = {k: os.environ.get(k) for k in ("NILAZYVIEW_CACHE_DIR", "NILAZYVIEW_TMPDIR")}
-    os.environ["NILAZYVIEW_CACHE_DIR"] = os.path.join(s.dir, "cache")
-    os.environ["NILAZYVIEW_TMPDIR"] = os.path.join(s.dir, "tmp")
-    os.mkdir(os.environ["NILAZYVIEW_TMPDIR"])
-    yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    s._tmp.cleanup()
 
 
 def _close(img) -> None:
