@@ -11,8 +11,10 @@ Tests that take a ``corpus_case`` argument are parametrized over :data:`CASES`
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -382,3 +384,32 @@ def scratch():
         else:
             os.environ[k] = v
     s.close()
+
+
+# --- shared helpers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def private_tmpdir(tmp_path, monkeypatch):
+    """A private NILAZYVIEW_TMPDIR for as_file copies (the module's folder cache reset)."""
+    from nilazyview import handoff
+
+    base = tmp_path / "handoff-tmp"
+    base.mkdir()
+    monkeypatch.setenv("NILAZYVIEW_TMPDIR", str(base))
+    monkeypatch.setattr(handoff, "_folder", None)
+    return base
+
+
+def make_sample_module():
+    """scripts/make_sample.py as a module (registered: its dataclasses need that)."""
+    mod = sys.modules.get("make_sample")
+    if mod is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        spec = importlib.util.spec_from_file_location(
+            "make_sample", os.path.join(root, "scripts", "make_sample.py")
+        )
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["make_sample"] = mod
+        spec.loader.exec_module(mod)
+    return mod

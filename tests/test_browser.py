@@ -9,7 +9,6 @@ Recipe: shared/docs/browser-testing.md (in particular: wait on the kernel sessio
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import make_sample_module
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -135,19 +135,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_sample_module():
-    """scripts/make_sample.py as a module (registered: its dataclasses need that)."""
-    mod = sys.modules.get("make_sample")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(
-            "make_sample", ROOT / "scripts/make_sample.py"
-        )
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["make_sample"] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A throw-away JupyterLab on a copy of the demo notebook; yields its base URL."""
@@ -158,7 +145,7 @@ def lab(tmp_path_factory):
     (root / "scripts").mkdir()
     shutil.copy(ROOT / DEMO, root / DEMO)
     shutil.copy(ROOT / "scripts/make_sample.py", root / "scripts/make_sample.py")
-    _make_sample_module().ensure_samples(data, gib=SAMPLE_GIB)
+    make_sample_module().ensure_samples(data, gib=SAMPLE_GIB)
 
     env = dict(
         os.environ,

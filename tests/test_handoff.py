@@ -34,14 +34,7 @@ def _array(shape=SHAPE, dtype=np.int16):
     return (np.arange(np.prod(shape)) % 1000).astype(dtype).reshape(shape)
 
 
-@pytest.fixture(autouse=True)
-def private_tmpdir(tmp_path, monkeypatch):
-    """Each test gets its own temp-copy folder (and the module's cache is restored)."""
-    base = tmp_path / "handoff-tmp"
-    base.mkdir()
-    monkeypatch.setenv("NILAZYVIEW_TMPDIR", str(base))
-    monkeypatch.setattr(handoff, "_folder", None)
-    return base
+pytestmark = pytest.mark.usefixtures("private_tmpdir")  # conftest
 
 
 @pytest.fixture(params=[".nii", ".nii.gz", ".hdr"])

@@ -6,13 +6,13 @@ that what it writes reads back the same through nilazyview and nibabel.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_sample_module
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -27,20 +27,7 @@ EXPECTED = {
 }
 
 
-def _load_make_sample():
-    """scripts/make_sample.py as a module (registered: its dataclasses need that)."""
-    mod = sys.modules.get("make_sample")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(
-            "make_sample", ROOT / "scripts/make_sample.py"
-        )
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["make_sample"] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-make_sample = _load_make_sample()
+make_sample = make_sample_module()
 
 
 @pytest.fixture(scope="module")

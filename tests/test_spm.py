@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
-from nilazyview import handoff
 
 scipy_io = pytest.importorskip("scipy.io")
 
@@ -42,12 +41,7 @@ def _array():
     return np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE)
 
 
-@pytest.fixture(autouse=True)
-def private_tmpdir(tmp_path, monkeypatch):
-    base = tmp_path / "handoff-tmp"
-    base.mkdir()
-    monkeypatch.setenv("NILAZYVIEW_TMPDIR", str(base))
-    monkeypatch.setattr(handoff, "_folder", None)
+pytestmark = pytest.mark.usefixtures("private_tmpdir")  # conftest
 
 
 @pytest.fixture

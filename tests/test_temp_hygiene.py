@@ -26,21 +26,12 @@ def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch):
-    base = tmp_path / "tmpdir"
-    base.mkdir()
-    monkeypatch.setenv("NILAZYVIEW_TMPDIR", str(base))
-    monkeypatch.setattr(handoff, "_folder", None)
-    return base
-
-
 @pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".hdr", ".hdr.gz"])
-def test_handoff_copies_are_private(private_tmp, ext):
+def test_handoff_copies_are_private(private_tmpdir, ext):
     img = nlv.Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4))
     out = nlv.as_file(img, ext=ext)
     folder = os.path.dirname(out)
-    assert os.path.dirname(folder) == str(private_tmp)
+    assert os.path.dirname(folder) == str(private_tmpdir)
     assert _mode(folder) == 0o700
     names = os.listdir(folder)
     assert names and all(_mode(os.path.join(folder, n)) == 0o600 for n in names), names
@@ -157,7 +148,7 @@ def test_killed_process_folder_is_cleaned_by_next_run(tmp_path, monkeypatch):
     nlv.release(img)
 
 
-def test_concurrent_folder_creation_makes_one_folder(private_tmp):
+def test_concurrent_folder_creation_makes_one_folder(private_tmpdir):
     """Threads racing for the first as_file share one private folder."""
     folders = set()
 
@@ -170,4 +161,4 @@ def test_concurrent_folder_creation_makes_one_folder(private_tmp):
     for t in threads:
         t.join()
     assert len(folders) == 1
-    assert os.listdir(private_tmp) == [os.path.basename(folders.pop())]
+    assert os.listdir(private_tmpdir) == [os.path.basename(folders.pop())]
