@@ -143,11 +143,10 @@ def execute_pattern(
     order = layout.order
     if kind == "run":
         out = np.empty(plan.out_shape, out_dtype, order=order)
-        if out_dtype == layout.dtype and scaling.is_identity:
-            source.read_into(first, memoryview(out.reshape(-1, order=order).view(np.uint8)))
-        else:
-            stored = np.empty(plan.out_shape, layout.dtype, order=order)
-            source.read_into(first, memoryview(stored.reshape(-1, order=order).view(np.uint8)))
+        direct = out_dtype == layout.dtype and scaling.is_identity
+        stored = out if direct else np.empty(plan.out_shape, layout.dtype, order=order)
+        source.read_into(first, memoryview(stored.reshape(-1, order=order).view(np.uint8)))
+        if not direct:
             scaling.apply(stored, out)
         return out
     if kind == "gather":

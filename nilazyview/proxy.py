@@ -49,7 +49,7 @@ class ArrayProxy:
     @property
     def dtype(self) -> np.dtype:
         """Type of the scaled values returned."""
-        return self.scaling.out_dtype(self.layout.dtype)
+        return self._out_dtypes[0]
 
     def plan(self, index=...) -> ReadPlan:
         return plan_read(self.layout, index, self.source.heuristic)

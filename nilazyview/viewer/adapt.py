@@ -44,12 +44,6 @@ def to_image(obj):
     return img
 
 
-def state_of(img) -> str:
-    """``"proxy"``, ``"in memory"`` or ``"dirty"`` (an in-memory image without a file is
-    ``"in memory"``: it has nothing to differ from)."""
-    return img.state
-
-
 def check_files(img, always: bool = False) -> None:
     """Raise :class:`~nilazyview.StaleFileError` if a proxied image's files changed or went.
 

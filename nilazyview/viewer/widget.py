@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from . import orientation, render
-from .adapt import check_files, n_volumes, slab_index, spatial_shape, state_of, to_image
+from .adapt import check_files, n_volumes, slab_index, spatial_shape, to_image
 from .cache import DEFAULT_MAX_BYTES, SlabCache
 from .fetch import Fetched, Prefetcher, fetch
 from .handoff import hand_off
@@ -311,7 +311,7 @@ class SliceViewer(widgets.VBox):
     @property
     def state(self) -> str:
         """``"proxy"``, ``"in memory"`` or ``"dirty"`` (``""`` with no image)."""
-        return "" if self.img is None else state_of(self.img)
+        return "" if self.img is None else self.img.state
 
     def auto_window(self) -> tuple[float, float] | None:
         """Set the window to robust percentiles of the slab shown now."""
@@ -571,7 +571,7 @@ class SliceViewer(widgets.VBox):
     def _update_badge(self) -> str:
         if self.img is None:
             return ""
-        state = state_of(self.img)
+        state = self.img.state
         if state != self._state:
             if state == "dirty":
                 self._clear_caches()
