@@ -19,6 +19,7 @@ setup: $(VENV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check nilazyview tests benchmarks scripts fuzz
 	$(VENV)/bin/ruff format --check nilazyview tests benchmarks scripts fuzz
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup
 	$(VENV)/bin/ruff check --fix nilazyview tests benchmarks scripts fuzz

@@ -125,7 +125,7 @@ def _pread_reader(path: str, idx):
     """Fewest preadv calls reading exactly ``idx`` (a basic index, F order, step 1)."""
     import nibabel as nib
 
-    from nilazyview.plan import plan_read, run_offsets
+    from nilazyview.core.plan import plan_read, run_offsets
 
     im = nib.load(path)
     layout_src = __import__("nilazyview").load(path).proxy.layout
@@ -309,7 +309,7 @@ if reader.startswith("nibabel"):
     get = lambda img, idx: np.asarray(img.dataobj[idx])
 elif reader == "nilazyview":
     import nilazyview as nlv
-    from nilazyview import gzindex, gzwhole
+    from nilazyview.sources import gzindex, gzwhole
     load = nlv.load
     get = lambda img, idx: img.slicecopy[idx]
 elif reader == "isal":
@@ -679,7 +679,7 @@ def main(argv=None) -> int:
     print("\ntargets:")
     for name, ok, detail in checks:
         print(f"  {'ok    ' if ok else 'MISSED'} {name}: {detail}")
-    from nilazyview import gzwhole
+    from nilazyview.sources import gzwhole
 
     info = {
         "python": sys.version.split()[0],

@@ -49,11 +49,11 @@ import numpy as np
 
 with atheris.instrument_imports(include=["nilazyview"]):
     import nilazyview as nlv
-    from nilazyview import sources
-    from nilazyview.io.leftovers import process_gone
-    from nilazyview.io.load import GZIP_MAX_RATIO
+    from nilazyview.formats.codec import GZIP_MAX_RATIO
+    from nilazyview.fs.leftovers import process_gone
+    from nilazyview.sources import gzfile
 
-_INDEXED_GZIP = sources._have_indexed_gzip
+_INDEXED_GZIP = gzfile._have_indexed_gzip
 
 MODES = ("nii", "nii-gz", "nii-gzraw", "pair", "pair-gz", "pair-imggz", "mgh", "mgz")
 #: get_data only when the declared data are at most this big.
@@ -210,7 +210,7 @@ def TestOneInput(data: bytes) -> None:
     mode = MODES[data[0] % len(MODES)]
     sel = data[1]
     # the high bit of the mode byte reads gzip with the plain ``gzip`` fallback
-    sources._have_indexed_gzip = (lambda: False) if data[0] & 0x80 else _INDEXED_GZIP
+    gzfile._have_indexed_gzip = (lambda: False) if data[0] & 0x80 else _INDEXED_GZIP
     split = struct.unpack("<H", data[2:4])[0]
     check(mode, sel, split, data[4:])
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .adapters import from_nibabel
+from .core.header import Extension, Header
+from .core.layout import DiskLayout
+from .core.plan import ReadHeuristic, ReadPlan, plan_read
 from .errors import (
     DirtyImageError,
     HeaderError,
@@ -20,17 +23,13 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .handoff import HandoffPath, as_file, release
-from .header import Extension, Header
 from .image import Image
 from .io.load import load
 from .io.save import save
-from .layout import DiskLayout
-from .plan import ReadHeuristic, ReadPlan, plan_read
+from .version import __version__
 
 if TYPE_CHECKING:
     from .viewer import SliceViewer
-
-__version__ = "0.1.0"
 
 
 def view(obj: Any, **kwargs: Any) -> SliceViewer:
@@ -39,7 +38,7 @@ def view(obj: Any, **kwargs: Any) -> SliceViewer:
     Needs the ``viewer`` extra (ipywidgets, matplotlib, ipyevents). Keyword
     arguments go to :class:`nilazyview.viewer.SliceViewer`; returns the widget.
     """
-    from .viewer import view as _view
+    from .viewer import view as _view  # the optional 'viewer' extra (ipywidgets)
 
     return _view(obj, **kwargs)
 
@@ -59,6 +58,7 @@ __all__ = [
     "StaleFileError",
     "TruncatedDataError",
     "UnsupportedFormatError",
+    "__version__",
     "as_file",
     "from_nibabel",
     "load",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import itertools
 import json
 import os
 import signal
@@ -22,8 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .core.orientation import axcodes_or_unknown
 from .errors import ImageFileError
+from .formats import registry
+from .formats.detect import detect
+from .fs.paths import names_for_reading
+from .io.load import load
+from .sources import gzindex
+from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
@@ -32,67 +37,27 @@ BENCH_NEEDS_CHECKOUT = (
     "get a source checkout of nilazyview (git clone) and run 'nilazyview bench' from its "
     "top folder"
 )
-_POS, _NEG = "RAS", "LPI"
 
 
 class UserError(Exception):
     """A problem to report in one line (exit status 2)."""
 
 
-def axcodes(affine: np.ndarray) -> str:
-    """Orientation codes of voxel axes 0-2 (``"RAS"``, ``"LPI"``, ...) from the affine."""
-    rzs = np.asarray(affine, float)[:3, :3]
-    sizes = np.sqrt((rzs**2).sum(axis=0))
-    if not np.all(np.isfinite(rzs)) or not np.all(sizes > 0):
-        return "???"
-    rzs = rzs / sizes
-    best = max(
-        itertools.permutations(range(3)), key=lambda p: sum(abs(rzs[p[v], v]) for v in range(3))
-    )
-    return "".join((_POS if rzs[w, v] >= 0 else _NEG)[w] for v, w in enumerate(best))
-
-
 def _zooms(img) -> list[float]:
-    hdr, n = img.header, img.ndim
-    if hdr is not None and hdr.kind in ("nifti1", "nifti2", "analyze"):
-        return [float(z) for z in hdr["pixdim"][1 : n + 1]]
-    if hdr is not None and hdr.kind == "mgh":
-        from .formats import mgh
-
-        return list(mgh.zooms_of(hdr))
-    if hdr is not None and hdr.kind == "minc2":
-        return [abs(float(s)) for s in hdr["step"][:n]]
+    codec = registry.for_header(img.header)
+    if codec is not None:
+        return codec.zooms(img.header, img.ndim)
     sizes = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
-    return [float(s) for s in sizes[: min(3, n)]]
+    return [float(s) for s in sizes[: min(3, img.ndim)]]
 
 
 def _scaling(img) -> str:
-    proxy = img.proxy
-    sc = getattr(proxy, "scaling", None)
-    if sc is None:
-        return "unknown (read through nibabel)"
-    if hasattr(sc, "slope"):
-        return "none" if sc.is_identity else f"value = stored * {sc.slope!r} + {sc.inter!r}"
-    if sc.floating:
-        return "none (float data)"
-    where = "whole image" if sc.imin.ndim == 0 else f"per slice over {sc.imin.shape}"
-    return f"valid_range {list(sc.valid)} -> image-min/image-max ({where})"
-
-
-def _stored_dtype(img) -> str:
-    proxy = img.proxy
-    layout = getattr(proxy, "layout", None) or getattr(getattr(proxy, "raw", None), "layout", None)
-    if layout is not None:
-        return layout.dtype.str
-    return np.dtype(getattr(proxy, "stored_dtype", img.dtype)).str
+    value_map = img.proxy.value_map
+    return "unknown (read through nibabel)" if value_map is None else value_map.describe()
 
 
 def info(path: str) -> dict:
     """Facts about the image file at ``path``; reads headers only, never the voxel data."""
-    from .formats.detect import detect
-    from .io.load import load
-    from .io.paths import names_for_reading
-
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -103,17 +68,15 @@ def info(path: str) -> dict:
     except (ImageFileError, OSError) as exc:
         raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
     files = sorted(set(img.files.values()))
-    plan = getattr(img.proxy, "layout", None)
-    order = plan.order if plan is not None else "C" if img.header.kind == "minc2" else "F"
     return {
         "file": path,
         "format": found.description,
         "shape": list(img.shape),
         "dtype": str(img.dtype),
-        "stored_dtype": _stored_dtype(img),
-        "order": order,
+        "stored_dtype": img.proxy.stored_dtype.str,
+        "order": img.proxy.order,
         "voxel_sizes": _zooms(img),
-        "orientation": axcodes(img.affine),
+        "orientation": axcodes_or_unknown(img.affine),
         "affine": np.asarray(img.affine, float).round(6).tolist(),
         "scaling": _scaling(img),
         "files": files,
@@ -125,8 +88,6 @@ def info(path: str) -> dict:
 
 def _index_cached(path: str) -> bool:
     """True when the persisted gzip index cache holds a current index for ``path``."""
-    from . import gzindex
-
     try:
         return gzindex.has_index(gzindex.IndexKey.of(path))
     except OSError:

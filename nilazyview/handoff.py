@@ -13,19 +13,22 @@ import weakref
 
 import numpy as np
 
+from .core.slabs import slabs
 from .errors import ImageFileError, SaveError
-from .formats import spm
+from .formats import registry, spm
+from .fs.leftovers import clean_handoff_folders, handoff_prefix
+from .fs.settings import temp_root
 from .image import Image, state_digests
-from .io.leftovers import clean_handoff_folders, handoff_prefix
-from .io.paths import split_ext
 from .io.save import save
-from .sources import FileIdentity
+from .sources import FileIdentity, check_unchanged
 
 _EXTS = (".nii", ".nii.gz", ".hdr", ".hdr.gz")
 _lock = threading.Lock()
 _folder: str | None = None
 _folder_pid: int | None = None  # a forked child must not use (or remove) its parent's folder
 _VERIFY_CHUNK = 64 * 2**20
+#: Each image's temporary copies, by state key (the image owns none of this).
+_copies: weakref.WeakKeyDictionary[Image, dict[bytes, str]] = weakref.WeakKeyDictionary()
 
 
 class HandoffPath(str):
@@ -43,8 +46,10 @@ class HandoffPath(str):
     def release(self) -> None:
         """Remove the temporary copy now (no-op for an original file)."""
         img = self._owner() if self._owner is not None else None
-        if img is not None and img._handoff:
-            img._handoff = {k: p for k, p in img._handoff.items() if p != str(self)}
+        if img is not None:
+            with _lock:
+                held = _copies.get(img, {})
+                _copies[img] = {k: p for k, p in held.items() if p != str(self)}
         if self.is_temporary:
             _remove(str(self))
 
@@ -71,7 +76,7 @@ def temp_folder() -> str:
     global _folder, _folder_pid
     with _lock:
         if _folder is None or _folder_pid != os.getpid() or not os.path.isdir(_folder):
-            base = os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
+            base = temp_root()
             clean_handoff_folders(base)  # those of killed processes (pid in the name)
             try:
                 _folder = tempfile.mkdtemp(prefix=handoff_prefix(), dir=base)
@@ -96,14 +101,25 @@ def _remove_owned(path: str, pid: int) -> None:
 
 
 def _remove(path: str) -> None:
-    stem, ext, gz = split_ext(path)
-    names = [path]
-    if ext in (".hdr", ".img"):
-        suffix = ".gz" if gz else ""
-        names = [stem + ".hdr" + suffix, stem + ".img" + suffix, stem + ".mat"]
+    codec = registry.for_path(path)
+    names = [path] if codec is None else codec.written_files(path)
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
+
+
+def check_files(img: Image) -> None:
+    """Raise :class:`~nilazyview.StaleFileError` if the files ``img`` was loaded from changed.
+
+    Says what changed (size, mtime, inode) or that a file was removed.
+    """
+    snap = img.snapshot
+    if snap is None:
+        return
+    for role, ident in snap.identity.items():
+        path = img.files.get(role)
+        if ident is not None and path is not None:
+            check_unchanged(path, ident)
 
 
 def files_unchanged(img: Image) -> bool:
@@ -146,18 +162,13 @@ def is_unchanged(img: Image) -> bool:
 
 def data_matches_file(img: Image) -> bool:
     """Compare the in-memory array with the file, chunk by chunk along the last axis."""
-    data, proxy = img._data, img.proxy
+    data, proxy = img.cached_data, img.proxy
     if data is None:
         return True
     if proxy is None or data.shape != proxy.shape or data.dtype != proxy.dtype:
         return False
-    if data.ndim == 0:
-        return bool(np.array_equal(data, proxy.read(), equal_nan=data.dtype.kind in "fc"))
-    per = max(1, data[..., 0].nbytes)
-    step = max(1, _VERIFY_CHUNK // per)
     nan = data.dtype.kind in "fc"
-    for i in range(0, data.shape[-1], step):
-        idx = (..., slice(i, i + step))
+    for idx in slabs(data.shape, data.dtype.itemsize, _VERIFY_CHUNK):
         if not np.array_equal(data[idx], proxy.read(idx), equal_nan=nan):
             return False
     return True
@@ -168,8 +179,8 @@ def _state_key(img: Image, ext: str) -> bytes:
     for part in state_digests(img.header, img.affine):
         h.update(part)
     h.update(ext.encode())
-    if img._data is not None:
-        arr = np.ascontiguousarray(img._data)
+    if img.cached_data is not None:
+        arr = np.ascontiguousarray(img.cached_data)
         h.update(str((arr.shape, arr.dtype.str)).encode())
         h.update(memoryview(arr.reshape(-1).view(np.uint8)))
     else:
@@ -178,22 +189,20 @@ def _state_key(img: Image, ext: str) -> bytes:
 
 
 def _default_ext(img: Image) -> str:
-    if not img.filename:
+    found = registry.suffix_of(img.filename) if img.filename else None
+    if found is None:
         return ".nii"
-    _, ext, gz = split_ext(img.filename)
-    if ext in (".hdr", ".img"):
-        return ".hdr" + (".gz" if gz else "")
-    # NIfTI single files keep their compression; other formats (MGZ is gzipped) become NIfTI
-    return ".nii" + (".gz" if gz or ext == ".mgz" else "")
+    suffix, compressed = found
+    if suffix in _EXTS:
+        return suffix
+    # other formats become NIfTI, keeping their compression (MGZ is gzipped)
+    return ".nii.gz" if compressed else ".nii"
 
 
 def _is_format(filename: str | None, ext: str) -> bool:
     """True when ``filename`` is already stored the way ``ext`` asks."""
-    if not filename:
-        return False
-    _, have, gz = split_ext(filename)
-    have = ".hdr" if have == ".img" else have
-    return have + (".gz" if gz else "") == ext
+    found = registry.suffix_of(filename) if filename else None
+    return found is not None and found[0] == ext
 
 
 def as_file(img: Image, ext: str | None = None, verify: bool = False) -> HandoffPath:
@@ -222,7 +231,7 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
     HandoffPath
         A ``str`` path; ``.is_temporary`` tells a copy from the original.
     """
-    if img.proxy is None and img._data is None:
+    if img.proxy is None and img.cached_data is None:
         raise ImageFileError("image has neither a file nor data")
     if ext is not None and ext not in _EXTS:
         raise ValueError(f"ext must be one of {_EXTS}, not {ext!r}")
@@ -240,7 +249,8 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         return _made(img.filename, False, img)
     ext = ext or _default_ext(img)
     key = _state_key(img, ext)
-    cached = img._handoff.get(key)
+    with _lock:
+        cached = _copies.get(img, {}).get(key)
     if cached is not None and os.path.exists(cached):
         return _made(cached, True, img)
     # copies of earlier states stay until release/GC/exit: a tool may still be reading one
@@ -261,13 +271,15 @@ def as_file(img: Image, ext: str | None = None, verify: bool = False) -> Handoff
         raise ImageFileError(f"cannot write a temporary copy in {folder!r}: {exc}") from exc
     finally:
         os.unlink(stub)
-    img._handoff[key] = path
+    with _lock:
+        _copies.setdefault(img, {})[key] = path
     weakref.finalize(img, _remove_owned, path, os.getpid())
     return _made(path, True, img)
 
 
 def release(img: Image) -> None:
     """Remove all of ``img``'s temporary copies now."""
-    paths, img._handoff = list(img._handoff.values()), {}
+    with _lock:
+        paths = list(_copies.pop(img, {}).values())
     for path in paths:
         _remove(path)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .array.nibabel import NilazyviewDataobj, nifti_image
+from .array.protocol import LazyArray
+from .core.header import Header
+from .core.plan import ReadPlan
 from .errors import DirtyImageError, ImageFileError, StaleFileError
-from .header import Header
-from .proxy import ArrayProxy
 from .slicecopy import SliceCopy
 from .sources import FileIdentity
 
@@ -18,6 +21,9 @@ if TYPE_CHECKING:  # optional dependencies, never imported at run time here
     import dask.array
     import nibabel
     from numpy.typing import ArrayLike
+
+#: Opens an image's file again from its name (:func:`nilazyview.load`); pickled by reference.
+Reopen = Callable[[str], "Image"]
 
 _PICKLED_EXTENSION_BYTES = 1024
 
@@ -55,6 +61,15 @@ def state_digests(header: Header | None, affine: np.ndarray) -> tuple[bytes, byt
     )
 
 
+def _without_extensions(header: Header | None) -> Header | None:
+    """A copy of ``header`` for pickling: fields only (extensions travel on their own)."""
+    if header is None:
+        return None
+    out = header.copy()
+    out.extensions = []
+    return out
+
+
 def default_chunks(shape: tuple[int, ...], itemsize: int, target: int = 64 * 2**20) -> tuple:
     """Dask chunks: whole along all axes but the last (slowest on disk), ~``target`` bytes."""
     if not shape:
@@ -77,7 +92,8 @@ class Image:
 
     Notes
     -----
-    Use :func:`nilazyview.load` for images from files. ``is_proxy`` is True
+    Use :func:`nilazyview.load` for images from files (``img.proxy`` is then the
+    :class:`~nilazyview.array.LazyArray` reading them). ``is_proxy`` is True
     while no voxel data is held; ``dirty`` is True when the in-memory data may
     differ from the file (set by :meth:`get_data`, clearable by the user).
     The repr shows the viewer badge's state: proxy, in memory or dirty (an
@@ -88,7 +104,7 @@ class Image:
         self, data: ArrayLike, affine: ArrayLike | None = None, header: Header | None = None
     ) -> None:
         self._data: np.ndarray | None = np.asanyarray(data)
-        self.proxy: ArrayProxy | None = None
+        self.proxy: LazyArray | None = None
         self.affine = np.eye(4) if affine is None else np.array(affine, dtype=np.float64)
         if self.affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, not {self.affine.shape}")
@@ -97,19 +113,24 @@ class Image:
         self.files: dict[str, str] = {}
         self.snapshot: Snapshot | None = None
         self.dirty = True
-        self._handoff = {}
+        self._reopen: Reopen | None = None
 
     @classmethod
     def from_proxy(
         cls,
-        proxy: ArrayProxy,
+        proxy: LazyArray,
         affine: np.ndarray,
-        header: Header,
-        filename: str,
+        header: Header | None,
+        filename: str | None,
         files: dict[str, str],
         identity: dict[str, FileIdentity],
+        reopen: Reopen | None = None,
     ) -> Image:
-        """A proxied image of a file (used by the format loaders)."""
+        """A proxied image of a file (made by :func:`nilazyview.load` and the adapters).
+
+        ``reopen(filename)`` opens the file again; with it, a clean image pickles
+        as "reopen this file" plus its snapshot, never its proxy.
+        """
         img = cls.__new__(cls)
         img._data = None
         img.proxy = proxy
@@ -119,7 +140,7 @@ class Image:
         img.files = dict(files)
         img.snapshot = Snapshot.take(header, img.affine, identity)
         img.dirty = False
-        img._handoff = {}
+        img._reopen = reopen
         return img
 
     @property
@@ -169,6 +190,15 @@ class Image:
         """Same as :meth:`get_data`."""
         return self.get_data()
 
+    @property
+    def cached_data(self) -> np.ndarray | None:
+        """The array held in memory, or None; never loads and leaves ``dirty`` alone."""
+        return self._data
+
+    def read_plan(self, index=...) -> ReadPlan | None:
+        """The byte plan of ``slicecopy[index]`` on the file, or None (no file, or no plan)."""
+        return None if self.proxy is None else self.proxy.plan(index)
+
     def attach(self, other: Image) -> None:
         """Refer to ``other``'s file from now on: its proxy, header, affine and snapshot.
 
@@ -183,6 +213,7 @@ class Image:
         self.filename = other.filename
         self.files = dict(other.files)
         self.snapshot = other.snapshot
+        self._reopen = other._reopen
 
     def uncache(self, force: bool = False) -> None:
         """Drop the in-memory array and go back to reading from the file.
@@ -200,10 +231,8 @@ class Image:
         self._data = None
         self.dirty = False
 
-    def _reload(self, filename: str, snapshot: Snapshot, dirty: bool) -> None:
-        from .io.load import load
-
-        fresh = load(filename)
+    def _reload(self, reopen: Reopen, filename: str, snapshot: Snapshot, dirty: bool) -> None:
+        fresh = reopen(filename)
         for key, ident in snapshot.identity.items():
             now = fresh.snapshot.identity.get(key)
             if ident is None or now is None or ident.differences(now, portable=True):
@@ -229,8 +258,8 @@ class Image:
         workers open the file by its path, so it must be visible to them at the
         same path (a shared filesystem). An in-memory image gives its array.
         """
-        import dask.array as da
-        from dask.array.core import normalize_chunks
+        import dask.array as da  # the optional 'dask' extra
+        from dask.array.core import normalize_chunks  # the same extra
 
         if chunks is None:
             chunks = default_chunks(self.shape, self.dtype.itemsize)
@@ -242,7 +271,7 @@ class Image:
         name = (
             "nilazyview-"
             + hashlib.blake2b(
-                repr((self.proxy.source.path, self.snapshot, chunks)).encode(), digest_size=8
+                repr((self.proxy.name, self.snapshot, chunks)).encode(), digest_size=8
             ).hexdigest()
         )
         return da.from_array(
@@ -250,13 +279,17 @@ class Image:
         )
 
     def to_nibabel(self) -> nibabel.Nifti1Image:
-        """A nibabel NIfTI image reading through this image's proxy (needs nibabel).
+        """A nibabel NIfTI image of this image: proxy-backed while this is a proxy (needs nibabel).
 
-        See :func:`nilazyview.adapters.to_nibabel`.
+        Reading its ``dataobj`` reads only the slab asked for, through this image's
+        proxy; it holds the values' type and the affine, and NIfTI header fields
+        carry over. An in-memory image hands over its array (not a copy).
         """
-        from .adapters import to_nibabel
-
-        return to_nibabel(self)
+        dataobj = self._data if self._data is not None else NilazyviewDataobj(self.proxy)
+        hdr = self.header
+        block = None if hdr is None else bytes(hdr)
+        kind = None if hdr is None else hdr.kind
+        return nifti_image(dataobj, self.dtype, self.shape, self.affine, block, kind)
 
     # --- identity ----------------------------------------------------------------
     @property
@@ -276,54 +309,50 @@ class Image:
     def __getstate__(self) -> dict:
         if (
             self._data is None
-            and isinstance(self.proxy, ArrayProxy)
+            and self._reopen is not None
             and self.filename is not None
             and self.snapshot is not None
             and state_digests(self.header, self.affine)
             == (self.snapshot.header, self.snapshot.affine, self.snapshot.extensions)
         ):
             # clean proxy: the file itself holds everything; reopen it on the other side
-            return {"reload": (self.filename, self.snapshot, self.dirty)}
+            return {"reload": (self._reopen, self.filename, self.snapshot, self.dirty)}
         exts = self.header.extensions if self.header is not None else []
         small = sum(len(e.content) for e in exts) <= _PICKLED_EXTENSION_BYTES
         keep_data = self._data is not None and (self.dirty or self.proxy is None)
         # large extensions are re-read from the file on the other side, but only if unchanged
         exts_as_loaded = (
-            self.snapshot is not None
-            and "header" in self.files
+            self._reopen is not None
+            and self.filename is not None
+            and self.snapshot is not None
             and state_digests(self.header, self.affine)[2] == self.snapshot.extensions
         )
         return {
             "data": self._data if keep_data else None,
             "proxy": self.proxy,
             "affine": self.affine,
-            "header": None if self.header is None else (bytes(self.header), self.header.kind),
+            "header": _without_extensions(self.header),
             "extensions": exts if small or keep_data or not exts_as_loaded else None,
             "filename": self.filename,
             "files": self.files,
             "snapshot": self.snapshot,
             "dirty": self.dirty,
+            "reopen": self._reopen,
         }
 
     def __setstate__(self, state: dict) -> None:
-        from .formats.detect import header_from_record as parse_header_record
-
         if "reload" in state:
             self._reload(*state["reload"])
             return
-
         self._data = state["data"]
         self.proxy = state["proxy"]
         self.affine = state["affine"]
-        self.header = None
-        if state["header"] is not None:
-            block, kind = state["header"]
-            self.header = parse_header_record(block, kind)
+        self.header = state["header"]
+        self._reopen = state["reopen"]
+        if self.header is not None:
             exts = state["extensions"]
-            if exts is None:
-                from .io.load import read_extensions
-
-                exts = read_extensions(state["files"])
+            if exts is None:  # too large to pickle: as in the file, if it is unchanged
+                exts = self._reopen(state["filename"]).header.extensions
                 found = _digest(b"".join(e.digest() for e in exts))
                 if state["snapshot"] is not None and found != state["snapshot"].extensions:
                     raise StaleFileError(
@@ -335,4 +364,3 @@ class Image:
         self.files = state["files"]
         self.snapshot = state["snapshot"]
         self.dirty = state["dirty"]
-        self._handoff = {}

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .indexing import canonical_index
-from .plan import ReadPlan
+from .core.indexing import canonical_index
+from .core.plan import ReadPlan
 
 if TYPE_CHECKING:
     from .image import Image
@@ -21,7 +21,10 @@ class _PlanView:
         proxy = self._image.proxy
         if proxy is None:
             raise TypeError("this image has no file to plan reads from")
-        return proxy.plan(index)
+        plan = proxy.plan(index)
+        if plan is None:
+            raise TypeError(f"{proxy.name}: {proxy.why_no_plan}")
+        return plan
 
 
 class _RawView:
@@ -50,7 +53,7 @@ class SliceCopy:
         self._image = image
 
     def __getitem__(self, index) -> np.ndarray:
-        data = self._image._data
+        data = self._image.cached_data
         if data is None:
             return self._image.proxy.read(index)
         canonical_index(index, data.shape)  # the same indexing (and errors) as from the file

@@ -221,10 +221,10 @@ class Phantom:
 
 def header_bytes(shape, affine, slope: float = SLOPE, tr: float = 0.0) -> bytes:
     """A single-file NIfTI-1 header (with vox_offset padding) for int16 data."""
+    from nilazyview.core.header import Header
+    from nilazyview.core.values import Scaling
     from nilazyview.formats import nifti
     from nilazyview.formats.headers import DTYPES
-    from nilazyview.header import Header
-    from nilazyview.scaling import Scaling
 
     src = Header(np.zeros((), DTYPES["nifti1"]), "nifti1")
     src["descrip"] = b"nilazyview synthetic head phantom"

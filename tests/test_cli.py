@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
-from nilazyview import cli, gzindex
+from nilazyview import cli
+from nilazyview.sources import gzindex
 
 DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
 MGZ = os.path.join(DATA, "test.mgz")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
-from nilazyview import coldread
+from nilazyview.core.plan import run_offsets
 from nilazyview.errors import TruncatedDataError
-from nilazyview.plan import run_offsets
+from nilazyview.sources import coldread
 
 SHAPE = (24, 20, 16, 30)
 

@@ -33,8 +33,8 @@ import pytest
 
 import nilazyview as nlv
 from nilazyview import handoff
-from nilazyview.io import leftovers
-from nilazyview.io.leftovers import HOST_TAG, MIN_AGE_S
+from nilazyview.fs import leftovers
+from nilazyview.fs.leftovers import HOST_TAG, MIN_AGE_S
 
 SLOW = pytest.mark.skipif(not os.environ.get("NLV_SLOW"), reason="set NLV_SLOW=1 for long runs")
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")

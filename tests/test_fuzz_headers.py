@@ -41,10 +41,10 @@ from nibabel.nifti1 import Nifti1PairHeader
 from nibabel.nifti2 import Nifti2Header, Nifti2PairHeader
 
 import nilazyview as nlv
-from nilazyview import sources
 from nilazyview.formats import mgh
+from nilazyview.formats.codec import GZIP_MAX_RATIO
 from nilazyview.formats.headers import DTYPES
-from nilazyview.io.load import GZIP_MAX_RATIO
+from nilazyview.sources import gzfile
 
 EXAMPLES = int(os.environ.get("NLV_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
@@ -457,7 +457,7 @@ def test_gzip_stream_corruption(scratch, base, data, indexed):
         files.append(os.path.join(sub, "g.img.gz"))
         with open(files[1], "wb") as f:
             f.write(gzip.compress(base.image))
-    with mock.patch.object(sources, "_have_indexed_gzip", lambda: indexed):
+    with mock.patch.object(gzfile, "_have_indexed_gzip", lambda: indexed):
         check_contract(path, files)
 
 
@@ -527,7 +527,7 @@ NEGATIVE_READINTO_GZ = base64.b64decode(
 @pytest.mark.parametrize("indexed", [True, False], ids=["indexed_gzip", "gzip"])
 def test_regression_negative_readinto(scratch, indexed):
     path = scratch.write("neg.nii.gz", NEGATIVE_READINTO_GZ)
-    with mock.patch.object(sources, "_have_indexed_gzip", lambda: indexed):
+    with mock.patch.object(gzfile, "_have_indexed_gzip", lambda: indexed):
         out = check_contract(path, [path])
     assert not out.loaded and out.error
 

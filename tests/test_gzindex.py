@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
-from nilazyview import gzindex
+from nilazyview.sources import gzindex
 
 pytest.importorskip("indexed_gzip")
 
@@ -49,7 +49,7 @@ CHILD = r"""
 import json, sys
 import numpy as np
 import nilazyview as nlv
-from nilazyview import gzindex
+from nilazyview.sources import gzindex
 path, k = sys.argv[1], int(sys.argv[2])
 img = nlv.load(path)
 a = img.slicecopy[:, :, k]
@@ -283,7 +283,7 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
 def test_partial_index_of_a_killed_process_is_removed_by_the_next_save(cache, tmp_path):
     """A save killed before its rename leaves an owner-tagged partial file; the next
     save in the folder removes it once its process is gone, and never a live one's."""
-    from nilazyview.io import leftovers
+    from nilazyview.fs import leftovers
 
     cache.mkdir(parents=True)
     dead = subprocess.run(

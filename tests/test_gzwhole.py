@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
-from nilazyview import gzindex, gzwhole
 from nilazyview.errors import ImageFileError, TruncatedDataError
+from nilazyview.sources import gzindex, gzwhole
 
 SHAPE = (40, 36, 50)
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nilazyview.execute import execute
-from nilazyview.indexing import canonical_index
-from nilazyview.layout import DiskLayout
-from nilazyview.plan import ReadHeuristic, plan_read
-from nilazyview.proxy import ArrayProxy
+from nilazyview.array.bytes import ArrayProxy
+from nilazyview.array.execute import execute
+from nilazyview.core.indexing import canonical_index
+from nilazyview.core.layout import DiskLayout
+from nilazyview.core.plan import ReadHeuristic, plan_read
 from nilazyview.sources import FileSource, GzipSource, MemorySource
 
 HEURISTICS = {

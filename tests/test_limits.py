@@ -18,7 +18,7 @@ import pytest
 
 import nilazyview as nlv
 from nilazyview.formats import nifti
-from nilazyview.io.load import GZIP_MAX_RATIO
+from nilazyview.formats.codec import GZIP_MAX_RATIO
 
 VOX_OFFSET, DIM = 108, 40
 

@@ -15,6 +15,7 @@ from conftest import SAMPLE_INDICES, assert_scaled_close, expected_dtype
 
 import nilazyview as nlv
 from nilazyview import sources
+from nilazyview.sources import gzfile
 
 NIB_DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
 REAL_FILES = [
@@ -124,7 +125,7 @@ def test_gzip_paths(corpus, use_indexed_gzip, monkeypatch):
     from conftest import CASES
 
     if not use_indexed_gzip:
-        monkeypatch.setattr(sources, "_have_indexed_gzip", lambda: False)
+        monkeypatch.setattr(gzfile, "_have_indexed_gzip", lambda: False)
     cases = [c for c in CASES if c.fmt in ("n1-niigz", "n1-pairgz") and c.dtype == "int16"]
     for case in cases:
         cf = corpus.get(case)

@@ -13,13 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_indexing import DTYPES, FILE_HEURISTICS, _check, _full, _memory_proxy
 
-from nilazyview import coldread
-from nilazyview.layout import DiskLayout
-from nilazyview.pattern import match_pattern, plan_pattern
-from nilazyview.plan import PLAIN_FILE, ReadHeuristic, plan_read
-from nilazyview.proxy import ArrayProxy
-from nilazyview.scaling import Scaling
-from nilazyview.sources import FileSource, GzipSource
+from nilazyview.array.bytes import ArrayProxy
+from nilazyview.core.layout import DiskLayout
+from nilazyview.core.pattern import match_pattern, plan_pattern
+from nilazyview.core.plan import PLAIN_FILE, ReadHeuristic, plan_read
+from nilazyview.core.values import Scaling
+from nilazyview.sources import FileSource, GzipSource, coldread
 
 
 @st.composite

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nilazyview.layout import DiskLayout
-from nilazyview.plan import GZIP_STREAM, PLAIN_FILE, ReadHeuristic, plan_read, run_offsets
+from nilazyview.core.layout import DiskLayout
+from nilazyview.core.plan import GZIP_STREAM, PLAIN_FILE, ReadHeuristic, plan_read, run_offsets
 
 EXACT = ReadHeuristic(run_cost_bytes=0, mmap_min_runs=None)  # runs cost nothing: read least
 SHAPE = (40, 50, 60)

@@ -10,8 +10,8 @@ import pytest
 from conftest import AFFINE, RGB24, make_data, write_image
 
 import nilazyview as nlv
-from nilazyview.io import save as save_mod
-from nilazyview.proxy import ArrayProxy
+from nilazyview.array.bytes import ArrayProxy
+from nilazyview.formats import writer as save_mod
 
 EXTS = [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"]
 

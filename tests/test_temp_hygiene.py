@@ -19,7 +19,7 @@ import pytest
 
 import nilazyview as nlv
 from nilazyview import handoff
-from nilazyview.io import atomic, leftovers
+from nilazyview.fs import atomic, leftovers
 
 
 def _mode(path) -> int:

@@ -8,17 +8,14 @@ translation putting ``Pxyz_c`` at the voxel ``dims / 2``. A header whose
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from ..array.bytes import ArrayProxy
+from ..core.header import Header
+from ..core.layout import DiskLayout
 from ..errors import HeaderError, UnsupportedFormatError
-from ..header import Header
-from ..layout import DiskLayout
-
-if TYPE_CHECKING:
-    from ..image import Image
+from ..sources import open_source
+from .codec import Encoded, FileToWrite, Opened, ToWrite, check_data_fits
 
 DATA_OFFSET = 284
 HEADER_FIELDS = np.dtype(
@@ -206,56 +203,56 @@ def _fits_int32(block: np.ndarray) -> None:
         )
 
 
-def load(path: str) -> Image:
-    """Open an MGH or MGZ file as a proxied image (gzip by content, not extension)."""
-    from ..image import Image
-    from ..io.load import _check_data_fits
-    from ..proxy import ArrayProxy
-    from ..sources import GzipSource, open_source
+class MGHCodec:
+    """FreeSurfer MGH and MGZ (gzip told by content, not extension)."""
 
-    src = open_source(path)
-    block = src.read_bytes(0, HEADER_FIELDS.itemsize)
-    hdr = parse_header(block, b"", path)
-    layout = layout_of(hdr)
-    _check_data_fits(src, layout, path)
-    end = layout.offset + layout.nbytes
-    if isinstance(src, GzipSource) and layout.nbytes > GZIP_FOOTER_MAX:
-        hdr.footer_read = False
-    else:
-        hdr = parse_header(block, src.read_bytes(end, FOOTER_FIELDS.itemsize), path)
-    proxy = ArrayProxy(layout, src)
-    files = {"header": path, "image": path}
-    identity = {"header": src.identity, "image": src.identity}
-    return Image.from_proxy(proxy, affine_of(hdr), hdr, path, files, identity)
+    name = "mgh"
+    title = "MGH/MGZ"
+    kinds = ("mgh",)
+    names = {"mgh": "MGH"}
+    writable = True
+    opens_unrecognised = False
+
+    def sniff(self, head: bytes, path: str | None) -> str | None:
+        return "mgh" if looks_like_mgh(head) else None
+
+    def suffix(self, path: str) -> tuple[str, bool] | None:
+        low = path.lower()
+        for ext, gz in ((".mgh.gz", True), (".mgz", True), (".mgh", False)):
+            if low.endswith(ext):
+                return ext, gz
+        return None
+
+    def zooms(self, header: Header, ndim: int) -> list[float]:
+        return list(zooms_of(header))
+
+    def open(self, path: str) -> Opened:
+        src = open_source(path)
+        block = src.read_bytes(0, HEADER_FIELDS.itemsize)
+        hdr = parse_header(block, b"", path)
+        layout = layout_of(hdr)
+        check_data_fits(src, layout, path)
+        end = layout.offset + layout.nbytes
+        if src.compressed and layout.nbytes > GZIP_FOOTER_MAX:
+            hdr.footer_read = False
+        else:
+            hdr = parse_header(block, src.read_bytes(end, FOOTER_FIELDS.itemsize), path)
+        files = {"header": path, "image": path}
+        identity = {"header": src.identity, "image": src.identity}
+        return Opened(ArrayProxy(layout, src), affine_of(hdr), hdr, files, identity)
+
+    def written_files(self, path: str) -> list[str]:
+        return [path]
+
+    def encode(self, item: ToWrite, path: str) -> Encoded:
+        """Values are written scaled, converted to an MGH type (see :func:`storage_dtype`)."""
+        if not item.shape:
+            raise UnsupportedFormatError("MGH cannot store a 0-d array")
+        target = storage_dtype(item.dtype)
+        head, foot = build_header(item.header, item.shape, target, item.affine)
+        gz = path.lower().endswith((".mgz", ".gz"))
+        check = _fits_int32 if np.dtype(item.dtype).kind in "iu" and target == CODES[1] else None
+        return Encoded((FileToWrite(path, gz, head, True, foot),), target, check=check)
 
 
-def save(img: Image, path: str, compresslevel: int = 1, file_mode: int | None = None) -> str:
-    """Write ``img`` as MGH (``.mgh``) or gzipped MGH (``.mgz``), atomically.
-
-    Values are written scaled, converted to an MGH type (see :func:`storage_dtype`);
-    a proxied image streams its data in slabs along the last axis.
-    """
-    from ..io.atomic import atomic_write
-    from ..io.save import CHUNK_BYTES, _maybe_gzip
-
-    path = os.fspath(path)
-    shape = tuple(img.shape)
-    if not shape:
-        raise UnsupportedFormatError("MGH cannot store a 0-d array")
-    target = storage_dtype(img.dtype)
-    head, foot = build_header(img.header, shape, target, img.affine)
-    gz = path.lower().endswith((".mgz", ".gz"))
-    per = max(1, int(np.prod(shape[:-1], dtype=np.int64)) * max(img.dtype.itemsize, 4))
-    step = max(1, CHUNK_BYTES // per)
-    check = np.dtype(img.dtype).kind in "iu" and target == CODES[1]
-    with atomic_write(path, file_mode) as f, _maybe_gzip(f, gz, compresslevel) as g:
-        g.write(head)
-        for i in range(0, shape[-1], step):
-            idx = (..., slice(i, i + step))
-            slab = np.asarray(img._data[idx]) if img.in_memory else img.proxy.read(idx)
-            if check:
-                _fits_int32(slab)
-            slab = slab.astype(target, copy=False)
-            g.write(np.asfortranarray(slab).tobytes(order="F"))
-        g.write(foot)
-    return path
+CODEC = MGHCodec()

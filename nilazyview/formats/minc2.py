@@ -14,21 +14,19 @@ are sliced through h5py. Values and affine follow nibabel's ``minc2``:
 
 from __future__ import annotations
 
-import threading
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..array.bytes import ArrayProxy
+from ..array.h5 import H5DatasetArray, H5Opener, h5py_module
+from ..array.mapped import MappedArray
+from ..core.header import Header
+from ..core.layout import DiskLayout
+from ..core.values import MincScaling
 from ..errors import HeaderError, ImageFileError, UnsupportedFormatError
-from ..header import Header
-from ..indexing import AxisSelection, canonical_index
-from ..layout import DiskLayout
 from ..sources import FileIdentity, FileSource
-
-if TYPE_CHECKING:
-    from ..image import Image
+from .codec import Encoded, Opened, ToWrite
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_DIMS = 8
@@ -74,16 +72,6 @@ def parse_record(block: bytes) -> MincHeader:
     return MincHeader(np.frombuffer(block[: RECORD.itemsize], RECORD).reshape(()))
 
 
-def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise UnsupportedFormatError(
-            "reading MINC2 needs h5py: pip install 'nilazyview[minc]'"
-        ) from None
-    return h5py
-
-
 def _dimorder(var) -> list[str]:
     try:
         text = var.attrs["dimorder"]
@@ -91,175 +79,6 @@ def _dimorder(var) -> list[str]:
         return []
     text = text.decode() if isinstance(text, bytes | np.bytes_) else str(text)
     return text.split(",")[: len(var.shape)]
-
-
-@dataclass(frozen=True)
-class MincScaling:
-    """nibabel's MINC value mapping: clip to ``valid`` then map onto ``imin``..``imax``.
-
-    ``imin``/``imax`` have the shape of the first ``len(imin.shape)`` image dimensions.
-    """
-
-    floating: bool
-    valid: tuple[float, float]
-    imin: np.ndarray
-    imax: np.ndarray
-
-    def out_dtype(self, stored: np.dtype) -> np.dtype:
-        return np.dtype(stored).newbyteorder("=") if self.floating else np.dtype(np.float64)
-
-    def apply(self, raw: np.ndarray, index, shape: tuple[int, ...]) -> np.ndarray:
-        """Scaled values of ``raw``, which is ``stored[index]``."""
-        if self.floating:
-            return raw.astype(raw.dtype.newbyteorder("="), copy=False)
-        dmin, dmax = np.float64(self.valid[0]), np.float64(self.valid[1])
-        out = np.clip(raw, dmin, dmax)
-        imin, imax = self.imin, self.imax
-        if imin.ndim:
-            sub = _scale_index(canonical_index(index, shape), imin.ndim)
-            imin, imax = imin[sub], imax[sub]
-        slope = (imax - imin) / (dmax - dmin)
-        inter = imin - dmin * slope
-        out *= slope
-        out += inter
-        return out
-
-
-def _as_slice(sel: AxisSelection) -> slice:
-    stop = sel.start + sel.step * sel.count
-    return slice(sel.start, stop if stop >= 0 else None, sel.step)
-
-
-def _scale_index(cidx, nscales: int) -> tuple:
-    """Index into the scale arrays giving values that broadcast against ``stored[index]``."""
-    parts: list = []
-    for it in cidx.items:
-        if it is None:
-            parts.append(None)
-        elif it < nscales:
-            sel = cidx.axes[it]
-            parts.append(_as_slice(sel) if sel.keep else sel.start)
-        elif cidx.axes[it].keep:
-            parts.append(None)
-    return tuple(parts)
-
-
-class _H5Handle:
-    """Opener of one HDF5 file (lazy, pickles as path and identity)."""
-
-    heuristic = None
-    can_mmap = False
-
-    def __init__(self, path: str, identity: FileIdentity | None):
-        self.path = path
-        self.identity = identity
-        self._lock = threading.Lock()
-        self._file = None
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "identity": self.identity}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["identity"])
-
-    def __repr__(self) -> str:
-        return f"_H5Handle({self.path!r})"
-
-    def dataset(self):
-        with self._lock:
-            if self._file is None:
-                FileSource(self.path, self.identity).check_identity()
-                self._file = _h5py().File(self.path, "r")
-            return self._file[_IMAGE]
-
-    def close(self) -> None:
-        with self._lock:
-            f, self._file = self._file, None
-        if f is not None:
-            f.close()
-
-
-class H5DatasetProxy:
-    """Raw stored values of a chunked or filtered dataset, sliced through h5py."""
-
-    def __init__(self, source: _H5Handle, shape: tuple[int, ...], dtype: np.dtype):
-        self.source = source
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def plan(self, index=...):
-        raise TypeError(
-            f"{self.source.path}: the MINC2 dataset is chunked or compressed; reads go through "
-            "h5py and have no byte plan"
-        )
-
-    def read(self, index=..., raw: bool = True) -> np.ndarray:
-        cidx = canonical_index(index, self.shape)
-        if any(s.count == 0 for s in cidx.axes):
-            return np.empty(cidx.out_shape, self.dtype.newbyteorder("="))
-        box = tuple(slice(s.lo, s.hi, abs(s.step) if s.count > 1 else 1) for s in cidx.axes)
-        try:
-            arr = np.asarray(self.source.dataset()[box])
-        except (OSError, KeyError, RuntimeError) as exc:  # e.g. external data gone
-            raise ImageFileError(f"{self.source.path}: cannot read the MINC2 data: {exc}") from None
-        post = []
-        for it in cidx.items:
-            if it is None:
-                post.append(None)
-                continue
-            sel = cidx.axes[it]
-            post.append(slice(None, None, -1) if sel.reversed else (slice(None) if sel.keep else 0))
-        out = arr[tuple(post)]
-        return np.array(out, dtype=out.dtype.newbyteorder("="), copy=True)
-
-
-class MincProxy:
-    """Lazy scaled MINC2 array: a raw proxy (planned bytes or h5py) plus :class:`MincScaling`."""
-
-    def __init__(self, raw, scaling: MincScaling):
-        self.raw = raw
-        self.scaling = scaling
-
-    @property
-    def source(self):
-        return self.raw.source
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.raw.shape
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def stored_dtype(self) -> np.dtype:
-        return self.raw.layout.dtype if hasattr(self.raw, "layout") else self.raw.dtype
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.scaling.out_dtype(self.stored_dtype)
-
-    def plan(self, index=...):
-        """The byte plan of ``index`` (contiguous datasets only)."""
-        return self.raw.plan(index)
-
-    def read(self, index=..., raw: bool = False) -> np.ndarray:
-        values = self.raw.read(index, raw=True)
-        return values if raw else self.scaling.apply(values, index, self.shape)
-
-    __getitem__ = read
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
-
-    def __repr__(self) -> str:
-        return f"MincProxy({self.source!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 def _valid_range(image, dtype: np.dtype) -> tuple[float, float]:
@@ -451,12 +270,9 @@ def _check_chunks(path: str, info: dict) -> None:
         )
 
 
-def load(path: str) -> Image:
-    """Open a MINC2 file as a proxied image (header, affine and scaling only)."""
-    from ..image import Image
-    from ..proxy import ArrayProxy
-
-    h5py = _h5py()
+def open_minc2(path: str) -> Opened:
+    """Open a MINC2 file: header, affine and scaling only."""
+    h5py = h5py_module()
     identity = FileIdentity.of(path)
     try:
         f = h5py.File(path, "r")
@@ -487,8 +303,53 @@ def load(path: str) -> Image:
             raise ImageFileError(f"{path}: MINC2 image data run past the end of the file")
         raw = ArrayProxy(layout, FileSource(path, identity))
     else:
-        raw = H5DatasetProxy(_H5Handle(path, identity), info["shape"], info["dtype"])
-    proxy = MincProxy(raw, scaling)
+        raw = H5DatasetArray(H5Opener(path, identity, _IMAGE), info["shape"], info["dtype"])
     files = {"header": path, "image": path}
     ident = {"header": identity, "image": identity}
-    return Image.from_proxy(proxy, affine, hdr, path, files, ident)
+    return Opened(MappedArray(raw, scaling), affine, hdr, files, ident)
+
+
+def _has_minc_group(path: str) -> bool:
+    try:
+        import h5py  # the optional 'minc' extra
+    except ImportError:
+        return True  # assume MINC2; the loader says h5py is needed
+    try:
+        with h5py.File(path, "r") as f:
+            return "minc-2.0" in f
+    except OSError:
+        return True  # a damaged HDF5 file: the MINC2 loader says why it cannot open it
+
+
+class Minc2Codec:
+    """MINC2 (HDF5), read-only; C order."""
+
+    name = "minc2"
+    title = "MINC2"
+    kinds = ("minc2",)
+    names = {"minc2": "MINC2 (HDF5)", "hdf5": "HDF5 (not MINC2)"}
+    writable = False
+    opens_unrecognised = False
+
+    def sniff(self, head: bytes, path: str | None) -> str | None:
+        if not head.startswith(HDF5_SIGNATURE):
+            return None
+        return "minc2" if path is not None and _has_minc_group(path) else "hdf5"
+
+    def suffix(self, path: str) -> tuple[str, bool] | None:
+        return (".mnc", False) if path.lower().endswith(".mnc") else None
+
+    def zooms(self, header: Header, ndim: int) -> list[float]:
+        return [abs(float(s)) for s in header["step"][:ndim]]
+
+    def open(self, path: str) -> Opened:
+        return open_minc2(path)
+
+    def written_files(self, path: str) -> list[str]:
+        return [path]
+
+    def encode(self, item: ToWrite, path: str) -> Encoded:
+        raise UnsupportedFormatError(f"{path}: nilazyview reads MINC2 but does not write it")
+
+
+CODEC = Minc2Codec()

@@ -1,6 +1,6 @@
 """Parse and build NIfTI-1, NIfTI-2 and Analyze 7.5 headers.
 
-Everything here works on bytes already read; file handling lives in ``io``.
+Everything here works on bytes already read; files are opened in ``nifti_codec``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import struct
 
 import numpy as np
 
+from ..core.header import Extension, Header
+from ..core.values import Scaling
 from ..errors import HeaderError, UnsupportedFormatError
-from ..header import Extension, Header
-from ..scaling import Scaling
 from . import affines
 from .datatypes import code_for_dtype, dtype_for_code
 from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC

@@ -13,8 +13,7 @@ import warnings
 import numpy as np
 
 from ..errors import HeaderError
-from ..io.atomic import atomic_write
-from ..io.paths import split_ext
+from ..fs.paths import split_ext
 
 _FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
 _TO_111 = np.eye(4)
@@ -33,7 +32,7 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     holds no 4x4 ``mat``/``M``; raises :class:`HeaderError` when it is corrupt.
     """
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat  # the optional 'spm' extra
     except ImportError:
         warnings.warn(f"{path}: scipy is not installed; ignoring the SPM .mat affine", stacklevel=3)
         return None
@@ -66,15 +65,14 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     return mat @ _TO_111
 
 
-def write_mat_affine(path: str, affine: np.ndarray, mode: int | None = None) -> None:
-    """Write ``affine`` as SPM's ``mat`` (and ``M``) into ``path``, atomically."""
-    from scipy.io import savemat
+def mat_bytes(affine: np.ndarray) -> bytes:
+    """``affine`` as an SPM ``.mat`` file's bytes (``mat`` and ``M``; needs scipy)."""
+    from scipy.io import savemat  # the optional 'spm' extra
 
     mat = np.asarray(affine, dtype=np.float64) @ np.linalg.inv(_TO_111)
     buf = io.BytesIO()
     savemat(buf, {"M": _FLIP @ mat, "mat": mat}, format="4")
-    with atomic_write(path, mode) as f:
-        f.write(buf.getvalue())
+    return buf.getvalue()
 
 
 def has_mat(header_path: str) -> bool:

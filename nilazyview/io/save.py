@@ -1,80 +1,16 @@
-"""``save``: write NIfTI atomically, streaming proxied data in bounded chunks."""
+"""``save``: write an image atomically in the format its file name asks for."""
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
 import warnings
-from typing import BinaryIO
 
 import numpy as np
 
-from ..formats import mgh, nifti, spm
+from ..formats import registry, writer
+from ..formats.codec import ToWrite
 from ..image import Image
-from ..proxy import ArrayProxy
-from ..scaling import Scaling
-from .atomic import atomic_write
-from .paths import names_for_writing, split_ext
-
-CHUNK_BYTES = 32 * 2**20
-
-
-@contextlib.contextmanager
-def _maybe_gzip(f: BinaryIO, gz: bool, level: int):
-    if not gz:
-        yield f
-        return
-    with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=level, mtime=0) as g:
-        yield g
-
-
-def _storable(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8)
-    if arr.dtype == np.float16:
-        return arr.astype(np.float32)
-    return arr
-
-
-def _write_array(out: BinaryIO, arr: np.ndarray) -> None:
-    """Write ``arr`` in Fortran order, at most one chunk copied at a time."""
-    if arr.flags.f_contiguous:
-        out.write(memoryview(arr.reshape(-1, order="F").view(np.uint8)))
-        return
-    if arr.ndim == 0:
-        out.write(arr.tobytes())
-        return
-    per = max(1, arr.nbytes // max(1, arr.shape[-1]))
-    step = max(1, CHUNK_BYTES // per)
-    for i in range(0, arr.shape[-1], step):
-        out.write(np.asfortranarray(arr[..., i : i + step]).tobytes(order="F"))
-
-
-def _copy_stored(out: BinaryIO, img: Image) -> None:
-    """Copy the stored bytes of a proxied image, chunk by chunk."""
-    layout = img.proxy.layout
-    buf = bytearray(min(CHUNK_BYTES, layout.nbytes))
-    view = memoryview(buf)
-    done = 0
-    while done < layout.nbytes:
-        n = min(len(buf), layout.nbytes - done)
-        img.proxy.check_fresh()  # never the new bytes under the old header
-        img.proxy.source.read_into(layout.offset + done, view[:n])
-        out.write(view[:n])
-        done += n
-
-
-def _write_proxy(out: BinaryIO, proxy) -> None:
-    """Write a non-byte proxy's (scaled) values in Fortran order, slab by slab."""
-    if not proxy.shape:
-        out.write(_storable(proxy.read()).tobytes())
-        return
-    per = max(1, int(np.prod(proxy.shape[:-1], dtype=np.int64)) * proxy.dtype.itemsize)
-    step = max(1, CHUNK_BYTES // per)
-    for i in range(0, proxy.shape[-1], step):
-        slab = _storable(np.asarray(proxy.read((..., slice(i, i + step)))))
-        out.write(np.asfortranarray(slab).tobytes(order="F"))
+from .load import load
 
 
 def save(
@@ -95,7 +31,7 @@ def save(
     path : str or path-like
         Target; the extension picks the layout: ``.nii`` (single file),
         ``.hdr``/``.img`` (pair), either with ``.gz``; ``.mgh``/``.mgz`` write
-        FreeSurfer MGH (:func:`nilazyview.formats.mgh.save`).
+        FreeSurfer MGH (values converted to an MGH type).
     compresslevel : int
         gzip level for ``.gz``/``.mgz`` targets (1 fastest, 9 smallest).
     file_mode : int, optional
@@ -108,7 +44,20 @@ def save(
         The path written (the header file for a pair).
     """
     path = os.fspath(path)
-    written = _save(img, path, compresslevel, file_mode)
+    codec = registry.for_writing(path)
+    data = img.cached_data
+    item = ToWrite(
+        shape=tuple(img.shape),
+        dtype=img.dtype,
+        affine=img.affine,
+        header=img.header,
+        data=None if data is None else np.asanyarray(data),
+        array=img.proxy,
+        files=dict(img.files),
+    )
+    encoded = codec.encode(item, path)
+    writer.write(item, encoded, compresslevel, file_mode)
+    written = encoded.written
     if os.path.realpath(written) in _loaded_from(img):
         _reattach(img, written)
     return written
@@ -125,8 +74,6 @@ def _reattach(img: Image, written: str) -> None:
     the file written, so reads after ``uncache``, ``as_file`` and pickles refer to
     it rather than to the replaced version. In-memory data and ``dirty`` stay.
     """
-    from .load import load
-
     try:
         fresh = load(written)
     except Exception as exc:  # saved, but not readable back: keep the old attachment
@@ -138,68 +85,3 @@ def _reattach(img: Image, written: str) -> None:
         )
         return
     img.attach(fresh)
-
-
-def _save(img: Image, path: str, compresslevel: int, file_mode: int | None) -> str:
-    if split_ext(path)[1] in (".mgh", ".mgz"):
-        return mgh.save(img, path, compresslevel, file_mode)
-    names = names_for_writing(path)
-    # stored bytes copy as they are only from a Fortran-order byte proxy
-    stored = (
-        not img.in_memory and isinstance(img.proxy, ArrayProxy) and img.proxy.layout.order == "F"
-    )
-    if img.in_memory:
-        arr = _storable(np.asanyarray(img._data))
-        dtype, scaling = arr.dtype, Scaling()
-    elif stored:
-        arr = None
-        dtype, scaling = img.proxy.layout.dtype, img.proxy.scaling
-    else:
-        arr = None
-        dtype, scaling = _storable(np.empty(0, img.proxy.dtype)).dtype, Scaling()
-    hdr = img.header
-    if hdr is not None and hdr.kind not in ("nifti1", "nifti2", "analyze"):
-        hdr = None  # another format's header: nothing carries into NIfTI
-    src_affine = None
-    if hdr is not None and hdr.kind != "analyze":
-        with contextlib.suppress(Exception):
-            src_affine = nifti.affine_of(hdr, nifti.shape_of(hdr, ""))
-    head, _ = nifti.build_header(
-        hdr, img.shape, dtype, img.affine, scaling, names.single, src_affine
-    )
-
-    def write_data(out: BinaryIO) -> None:
-        if arr is not None:
-            _write_array(out, arr)
-        elif stored:
-            _copy_stored(out, img)
-        else:
-            _write_proxy(out, img.proxy)
-
-    if names.single:
-        with (
-            atomic_write(names.image, file_mode) as f,
-            _maybe_gzip(f, split_ext(path)[2], compresslevel) as g,
-        ):
-            g.write(head)
-            write_data(g)
-    else:
-        gz = split_ext(names.image)[2]
-        # nested atomic writes commit as one group: every file (image, header, SPM .mat)
-        # is complete and synced before any replaces its old version, and a failure puts
-        # back what was replaced; the renames follow each other with no fsync between (a
-        # kill can still land there)
-        same_folder = os.path.dirname(os.path.abspath(names.image)) == os.path.dirname(
-            os.path.abspath(names.header)
-        )
-        with atomic_write(names.image, file_mode) as f:
-            with _maybe_gzip(f, gz, compresslevel) as g:
-                write_data(g)
-            with (
-                atomic_write(names.header, file_mode, sync_folder=not same_folder) as fh,
-                _maybe_gzip(fh, gz, compresslevel) as g,
-            ):
-                g.write(head)
-            if "mat" in img.files:  # an SPM image: keep its affine where SPM looks for it
-                spm.write_mat_affine(spm.mat_path(names.header), img.affine, file_mode)
-    return names.header

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-import nilazyview
+from nilazyview import handoff
 from nilazyview.adapters import as_image
-from nilazyview.sources import check_unchanged
+from nilazyview.image import Image
 
 
 def _is_nibabel_image(obj) -> bool:
@@ -28,7 +28,7 @@ def to_image(obj):
     TypeError
         For any other kind of object, or arrays with fewer than 2 dimensions.
     """
-    if isinstance(obj, nilazyview.Image | str | os.PathLike | np.ndarray) or _is_nibabel_image(obj):
+    if isinstance(obj, Image | str | os.PathLike | np.ndarray) or _is_nibabel_image(obj):
         img = as_image(obj)
     else:
         raise TypeError(
@@ -49,15 +49,8 @@ def check_files(img, always: bool = False) -> None:
 
     In-memory images are checked too when ``always``.
     """
-    if not (img.is_proxy or always):
-        return
-    snap = getattr(img, "snapshot", None)
-    if snap is None:
-        return
-    for role, ident in snap.identity.items():
-        path = img.files.get(role)
-        if ident is not None and path is not None:
-            check_unchanged(path, ident)
+    if img.is_proxy or always:
+        handoff.check_files(img)
 
 
 def slab_index(shape: tuple[int, ...], axis: int, index: int, volume: int) -> tuple:

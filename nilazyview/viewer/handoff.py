@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import nilazyview
+from nilazyview.handoff import as_file
 
 
 def hand_off(img) -> tuple[str, bool]:
@@ -11,5 +11,5 @@ def hand_off(img) -> tuple[str, bool]:
     :func:`nilazyview.as_file` decides: the original while nothing changed,
     else a temporary copy.
     """
-    path = nilazyview.as_file(img)
+    path = as_file(img)
     return path, not path.is_temporary

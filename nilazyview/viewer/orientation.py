@@ -7,42 +7,17 @@ right, anterior or superior up; sagittal slices with anterior on the right.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from nilazyview.core.orientation import NEG_CODES as _NEG
+from nilazyview.core.orientation import POS_CODES as _POS
+from nilazyview.core.orientation import axcodes, voxel_sizes, world_axes
+
 PLANE_OF_WORLD_AXIS = {0: "sagittal", 1: "coronal", 2: "axial"}
-_POS = "RAS"
-_NEG = "LPI"
 # plane normal (world axis) -> (world axis shown left-to-right, world axis shown bottom-to-top)
 _SCREEN = {2: (0, 1), 1: (0, 2), 0: (1, 2)}
-
-
-def voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    """Length in mm of a step along each of the first three voxel axes."""
-    sizes = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
-    return np.where(sizes > 0, sizes, 1.0)
-
-
-def world_axes(affine: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """For voxel axes 0, 1, 2: the closest world axis (0=x, 1=y, 2=z) and its sign (+1/-1).
-
-    The three world axes are all different (the best permutation for oblique affines).
-    """
-    rzs = np.asarray(affine, float)[:3, :3] / voxel_sizes(affine)
-    if not np.all(np.isfinite(rzs)):
-        rzs = np.eye(3)
-    best = max(
-        itertools.permutations(range(3)),
-        key=lambda p: sum(abs(rzs[p[v], v]) for v in range(3)),
-    )
-    return tuple((w, 1 if rzs[w, v] >= 0 else -1) for v, w in enumerate(best))
-
-
-def axcodes(affine: np.ndarray) -> str:
-    """Orientation codes of the voxel axes, e.g. ``"RAS"`` or ``"LPI"``."""
-    return "".join((_POS if s > 0 else _NEG)[w] for w, s in world_axes(affine))
 
 
 def plane_names(affine: np.ndarray) -> dict[int, str]:
@@ -138,3 +113,6 @@ def world_coords(affine: np.ndarray, voxel: tuple[int, ...]) -> np.ndarray:
     ijk[: min(3, len(voxel))] = voxel[:3]
     a = np.asarray(affine, float)
     return a[:3, :3] @ ijk + a[:3, 3]
+
+
+__all__ = ["axcodes", "display_map", "plane_names", "voxel_sizes", "world_axes", "world_coords"]

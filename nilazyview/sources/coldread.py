@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .layout import DiskLayout
-from .plan import Box
+from ..core.layout import DiskLayout
+from ..core.plan import Box
 
 #: Plans with at least this many runs are probed for a cold cache.
 MIN_RUNS = 16

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Literal
+
 import numpy as np
 
+from ..core.layout import DiskLayout
+from ..core.pattern import PatternPlan, match_pattern, plan_pattern
+from ..core.plan import ReadPlan, plan_read
+from ..core.values import Scaling
+from ..sources import ByteSource, FileIdentity, check_unchanged
 from .execute import execute, execute_pattern
-from .layout import DiskLayout
-from .pattern import PatternPlan, match_pattern, plan_pattern
-from .plan import ReadPlan, plan_read
-from .scaling import Scaling
-from .sources import ByteSource, FileIdentity, check_unchanged
 
 _RAW = Scaling()
 
@@ -50,6 +53,39 @@ class ArrayProxy:
     def dtype(self) -> np.dtype:
         """Type of the scaled values returned."""
         return self._out_dtypes[0]
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        return self.layout.dtype
+
+    @property
+    def order(self) -> Literal["F", "C"]:
+        return self.layout.order
+
+    @property
+    def value_map(self) -> Scaling:
+        return self.scaling
+
+    @property
+    def name(self) -> str:
+        return self.source.path
+
+    why_no_plan = ""
+
+    def stored_chunks(self, chunk_bytes: int) -> Iterator[memoryview]:
+        """The stored bytes in file order, ``chunk_bytes`` at a time, each read checked fresh.
+
+        The chunks share one buffer: use each before asking for the next.
+        """
+        layout = self.layout
+        buf = memoryview(bytearray(min(chunk_bytes, layout.nbytes)))
+        done = 0
+        while done < layout.nbytes:
+            n = min(len(buf), layout.nbytes - done)
+            self.check_fresh()  # never the new bytes under the old header
+            self.source.read_into(layout.offset + done, buf[:n])
+            yield buf[:n]
+            done += n
 
     def plan(self, index=...) -> ReadPlan:
         return plan_read(self.layout, index, self.source.heuristic)

@@ -100,11 +100,6 @@ class Runs(NamedTuple):
         return self.run_nbytes * self.n_runs
 
 
-def _storage_axes(layout: DiskLayout) -> tuple[int, ...]:
-    axes = tuple(range(len(layout.shape)))
-    return axes if layout.order == "F" else axes[::-1]
-
-
 def _count_runs(
     shape: tuple[int, ...],
     axes: tuple[int, ...],
@@ -132,14 +127,14 @@ def _count_runs(
 
 def box_runs(layout: DiskLayout, box: Box) -> Runs:
     """Count the contiguous runs that read ``box``."""
-    run, n, inner = _count_runs(layout.shape, _storage_axes(layout), box.start, box.count, box.step)
+    run, n, inner = _count_runs(layout.shape, layout.storage_axes, box.start, box.count, box.step)
     return Runs(run * layout.dtype.itemsize, n, inner)
 
 
 def box_offset(layout: DiskLayout, box: Box) -> int:
     """File offset of the first byte of ``box``."""
     off, stride, shape, start = layout.offset, layout.dtype.itemsize, layout.shape, box.start
-    for ax in _storage_axes(layout):
+    for ax in layout.storage_axes:
         off += start[ax] * stride
         stride *= shape[ax]
     return off
@@ -164,11 +159,6 @@ def _slice_of(start: int, count: int, step: int) -> slice:
     """The slice picking ``count`` elements from ``start`` by ``step``."""
     stop = start + step * count
     return slice(start, stop if stop >= 0 else None, step)
-
-
-def _tight(sel: AxisSelection) -> tuple[int, int, int]:
-    step = abs(sel.step) if sel.count > 1 else 1
-    return sel.lo, sel.count, step
 
 
 def _post_item(sel: AxisSelection, start: int, step: int) -> int | slice:
@@ -404,7 +394,7 @@ def _cheapest_box(
     """
     shape = layout.shape
     d = len(shape)
-    axes = _storage_axes(layout)
+    axes = layout.storage_axes
     item = layout.dtype.itemsize
     # suf[j]: product of tight counts on storage axes j.., runs outside a run ending at j
     suf = [1] * (d + 1)

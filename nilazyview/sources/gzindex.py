@@ -52,7 +52,8 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .io import leftovers
+from ..fs import leftovers
+from ..fs.settings import env_int
 
 log = logging.getLogger("nilazyview.gzindex")
 
@@ -98,22 +99,12 @@ def cache_dir() -> Path:
 
 def max_cache_bytes() -> int:
     """Size bound of the cache folder (``$NILAZYVIEW_GZINDEX_MAX_BYTES``; 0: persist nothing)."""
-    value = os.environ.get("NILAZYVIEW_GZINDEX_MAX_BYTES")
-    if value is None or not value.strip():
-        return DEFAULT_MAX_BYTES
-    try:
-        return max(0, int(float(value)))
-    except ValueError:
-        return DEFAULT_MAX_BYTES
+    return env_int("NILAZYVIEW_GZINDEX_MAX_BYTES", DEFAULT_MAX_BYTES)
 
 
 def spacing() -> int:
     """Seek-point spacing of new indexes: ``$NILAZYVIEW_GZINDEX_SPACING`` or :data:`SPACING`."""
-    value = os.environ.get("NILAZYVIEW_GZINDEX_SPACING")
-    try:
-        return max(WINDOW_SIZE, int(float(value))) if value and value.strip() else SPACING
-    except ValueError:
-        return SPACING
+    return env_int("NILAZYVIEW_GZINDEX_SPACING", SPACING, minimum=WINDOW_SIZE)
 
 
 def persisting() -> bool:
@@ -317,7 +308,7 @@ def new_indexed_file(path: str):
     microseconds next to any decompression. Staleness is checked by path before
     every read (``GzipSource.check_fresh``).
     """
-    from indexed_gzip.indexed_gzip import _IndexedGzipFile
+    from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
 
     return _IndexedGzipFile(
         path,

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 
-from .layout import DiskLayout
-from .pattern import PatternPlan
-from .plan import Box, Chunk, ReadPlan, box_offset, box_runs, plan_read, run_offsets
-from .scaling import Scaling
-from .sources import ByteSource
+from ..core.layout import DiskLayout
+from ..core.pattern import PatternPlan
+from ..core.plan import Box, Chunk, ReadPlan, box_offset, box_runs, plan_read, run_offsets
+from ..core.values import Scaling
+from ..sources import ByteSource
 
 _UNSCALED = Scaling()
 

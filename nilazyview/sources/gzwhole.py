@@ -36,9 +36,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import ImageFileError, TruncatedDataError
-from .plan import PLAIN_FILE
-from .sources import ByteSource, FileSource
+from ..core.plan import PLAIN_FILE
+from ..errors import ImageFileError, TruncatedDataError
+from ..fs.settings import env_int, temp_root
+from . import gzindex
+from .base import ByteSource
+from .file import FileSource
 
 log = logging.getLogger("nilazyview.gzwhole")
 
@@ -64,24 +67,18 @@ def inflater_name() -> str:
 
 def _inflater():
     try:
-        from isal import isal_zlib
+        from isal import isal_zlib  # the optional 'gz' extra
 
         return "isal", isal_zlib
     except ImportError:  # pragma: no cover - depends on the install
-        import zlib
+        import zlib  # the standard library's, when isal is missing
 
         return "zlib", zlib
 
 
 def memory_budget() -> int:
     """Bytes of decompressed streams a process may keep in memory."""
-    value = os.environ.get("NILAZYVIEW_GZ_MEMORY_BYTES")
-    if value is None or not value.strip():
-        return DEFAULT_MEMORY_BYTES
-    try:
-        return max(0, int(float(value)))
-    except ValueError:
-        return DEFAULT_MEMORY_BYTES
+    return env_int("NILAZYVIEW_GZ_MEMORY_BYTES", DEFAULT_MEMORY_BYTES)
 
 
 class _Budget:
@@ -107,12 +104,12 @@ BUDGET = _Budget()
 
 def spill_dir() -> str:
     """Folder for spill files: ``$NILAZYVIEW_TMPDIR`` or the system temporary folder."""
-    return os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
+    return temp_root()
 
 
 def _progress(path: str, total: int):
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # the optional 'gz' extra
     except ImportError:
         return None
     try:
@@ -222,7 +219,6 @@ class MemoryWhole(ByteSource):
     """A decompressed stream prefix held in memory (read like an uncompressed file)."""
 
     heuristic = PLAIN_FILE
-    can_mmap = True
 
     def __init__(self, buf: np.ndarray, path: str, reserved: int = 0):
         super().__init__(path, None)
@@ -352,7 +348,6 @@ class ForwardStream(ByteSource):
     """
 
     heuristic = PLAIN_FILE
-    can_mmap = False
 
     def __init__(self, path: str, end: int):
         super().__init__(path, None)
@@ -412,12 +407,10 @@ def start_index_build(path: str, end: int) -> threading.Thread | None:
     thread is not a daemon: a process that exits right away waits for it, so the
     index is there for the next one.
     """
-    from . import gzindex
-
     if end < gzindex.MIN_NEW_POINTS * gzindex.spacing() or not gzindex.persisting():
         return None
     try:
-        import indexed_gzip  # noqa: F401
+        import indexed_gzip  # noqa: F401  (the optional 'gz' extra)
     except ImportError:  # pragma: no cover - depends on the install
         return None
     try:

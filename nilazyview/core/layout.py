@@ -57,8 +57,11 @@ class DiskLayout:
     @property
     def storage_axes(self) -> tuple[int, ...]:
         """Axes from fastest- to slowest-varying on disk."""
-        axes = tuple(range(self.ndim))
-        return axes if self.order == "F" else axes[::-1]
+        axes = self.__dict__.get("_storage_axes")
+        if axes is None:  # computed once: the planner asks on every plan
+            axes = tuple(range(self.ndim))
+            axes = self.__dict__["_storage_axes"] = axes if self.order == "F" else axes[::-1]
+        return axes
 
     @property
     def strides(self) -> tuple[int, ...]:

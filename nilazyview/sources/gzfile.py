@@ -1,0 +1,174 @@
+"""gzip streams with random access: ``indexed_gzip`` (persisted index) or ``gzip``."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+
+import numpy as np
+
+from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
+from ..errors import ImageFileError
+from . import gzindex, gzwhole
+from .base import ByteSource
+
+
+def _have_indexed_gzip() -> bool:
+    try:
+        import indexed_gzip  # noqa: F401  (the optional 'gz' extra)
+    except ImportError:
+        return False
+    return True
+
+
+class GzipSource(ByteSource):
+    """A gzip stream with random access: ``indexed_gzip`` if installed, else ``gzip``.
+
+    With ``indexed_gzip`` the seek-point index is persisted per user
+    (:mod:`nilazyview.gzindex`). Plans that need most of the stream are served
+    by one whole-stream decompression (:mod:`nilazyview.gzwhole`), kept in
+    memory or a spill file, after which this source reads like a plain file.
+    Reads hold a lock (the decompressor has one position); runs are sorted so a
+    plan streams forward.
+    """
+
+    compressed = True
+    #: A plan that must decompress at least this fraction of the data goes whole-stream.
+    WHOLE_FRACTION = 0.5
+    #: ... and is streamed, keeping nothing, when its result is at least this fraction.
+    FORWARD_FRACTION = 0.25
+
+    def __init__(self, path, identity=None):
+        super().__init__(path, identity)
+        self._stream_heuristic = GZIP_STREAM
+        self._whole: ByteSource | None = None
+        self._whole_lock = threading.Lock()
+
+    @property
+    def heuristic(self) -> ReadHeuristic:  # type: ignore[override]
+        """The stream's cost model, or the kept decompressed stream's once there is one."""
+        whole = self._whole
+        return self._stream_heuristic if whole is None else whole.heuristic
+
+    @heuristic.setter
+    def heuristic(self, value: ReadHeuristic) -> None:
+        self._stream_heuristic = value
+
+    @property
+    def whole(self) -> ByteSource | None:
+        """The decompressed stream once kept (``.kind``: ``"memory"`` or ``"spill"``), or None."""
+        return self._whole
+
+    def _open(self):
+        if _have_indexed_gzip():
+            return gzindex.IndexedStream(self.path)
+        return gzip.GzipFile(self.path, "rb")
+
+    def _close(self, f) -> None:
+        f.close()
+
+    def close(self) -> None:
+        whole, self._whole = self._whole, None
+        if whole is not None:
+            whole.close()
+        super().close()
+
+    def check_fresh(self) -> None:
+        if self._handle is not None or self._whole is not None:
+            self.check_identity()
+
+    def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
+        whole = self._whole
+        if whole is None and plan.strategy != "empty":
+            end = plan.layout.offset + plan.layout.nbytes
+            need = plan.nbytes + plan.n_runs * (gzindex.spacing() // 2)
+            if end and need >= self.WHOLE_FRACTION * end:
+                if gzwhole.plan_bytes(plan) >= self.FORWARD_FRACTION * end:
+                    return plan, gzwhole.ForwardStream(self.path, end)
+                whole = self._materialize(end)
+        if whole is None:
+            return plan, self
+        if plan.heuristic is not whole.heuristic:
+            plan = plan_read(plan.layout, plan.index, whole.heuristic)
+        return plan, whole
+
+    def _materialize(self, end: int) -> ByteSource | None:
+        with self._whole_lock:
+            if self._whole is None:
+                self.check_identity()
+                handle = self._handle
+                if handle is None or not getattr(handle, "imported", False):
+                    gzwhole.start_index_build(self.path, end)
+                self._whole = gzwhole.materialize(self.path, end)
+            return self._whole
+
+    def mapping(self):
+        """The kept decompressed stream's bytes, read-only (only once it is kept)."""
+        if self._whole is None:
+            raise TypeError(f"{self.path}: a gzip stream cannot be memory-mapped")
+        return self._whole.mapping()
+
+    def _errors(self):
+        errs: tuple[type[BaseException], ...] = (zlib.error, EOFError, gzip.BadGzipFile, OSError)
+        try:
+            import indexed_gzip  # the optional 'gz' extra
+
+            errs += (indexed_gzip.ZranError,)
+        except (ImportError, AttributeError):
+            pass
+        return errs
+
+    def _read_locked(self, f, offset: int, out: memoryview) -> int:
+        f.seek(offset)
+        done = 0
+        while done < len(out):
+            n = f.readinto(out[done:])
+            if n is not None and n < 0:  # raw indexed_gzip returns some failures as codes
+                raise OSError(f"gzip read failed (error code {n})")
+            if not n:
+                break
+            done += n
+        return done
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        if self._whole is not None:
+            self._whole.read_into(offset, out)
+            return
+        self.read_runs(np.array([offset]), len(out), out)
+
+    def read_runs(self, offsets, length, out) -> None:
+        if self._whole is not None:
+            self._whole.read_runs(offsets, length, out)
+            return
+        f = self.handle()
+        pos = 0
+        try:
+            with self._lock:
+                for off in offsets.tolist():
+                    got = self._read_locked(f, off, out[pos : pos + length])
+                    if got < length:
+                        raise self._short(off, length, got)
+                    pos += length
+                after = getattr(f, "after_read", None)
+                if after is not None:
+                    after()
+        except self._errors() as exc:
+            raise ImageFileError(
+                f"{self.path}: corrupt gzip stream near uncompressed offset "
+                f"{int(offsets[0]) + pos}: {exc}"
+            ) from exc
+
+    def read_bytes(self, offset: int, n: int) -> bytes:
+        if self._whole is not None and offset + n <= getattr(self._whole, "nbytes", 0):
+            return self._whole.read_bytes(offset, n)
+        buf = bytearray(n)
+        f = self.handle()
+        try:
+            with self._lock:
+                got = self._read_locked(f, offset, memoryview(buf))
+        except self._errors() as exc:
+            raise ImageFileError(
+                f"{self.path}: corrupt gzip stream near uncompressed offset {offset}: {exc}"
+            ) from exc
+        return bytes(buf[:got])
