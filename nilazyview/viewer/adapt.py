@@ -13,6 +13,7 @@ import numpy as np
 
 import nilazyview
 from nilazyview.adapters import as_image
+from nilazyview.plan import ReadPlan
 from nilazyview.sources import check_unchanged
 
 
@@ -79,3 +80,14 @@ def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 def n_volumes(shape: tuple[int, ...]) -> int:
     """How many 3D volumes: the product of the axes after the third."""
     return math.prod(shape[3:])
+
+
+def slab_plan(img, index: tuple) -> ReadPlan | None:
+    """The byte plan of reading ``index`` from ``img``, or None when it has none.
+
+    None for in-memory images and for files read through nibabel or h5py.
+    """
+    try:
+        return img.slicecopy.plan[index]
+    except TypeError:
+        return None

@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from . import orientation, render
-from .adapt import check_files, n_volumes, slab_index, spatial_shape, to_image
+from .adapt import check_files, n_volumes, slab_index, slab_plan, spatial_shape, to_image
 from .cache import DEFAULT_MAX_BYTES, SlabCache
 from .fetch import Fetched, Prefetcher, fetch
 from .handoff import hand_off
@@ -586,10 +586,7 @@ class SliceViewer(widgets.VBox):
         rows = [f"<b>slab</b> {self._dmap.plane} (axis {axis}) index {index}"]
         if len(self.img.shape) > 3:
             rows[0] += f", volume {volume}"
-        try:
-            plan = self.img.slicecopy.plan[slab_index(self.img.shape, axis, index, volume)]
-        except TypeError:
-            plan = None
+        plan = slab_plan(self.img, slab_index(self.img.shape, axis, index, volume))
         if plan is not None:
             rows.append(
                 f"<b>read plan</b> {plan.strategy}, {plan.n_runs} run(s), "
