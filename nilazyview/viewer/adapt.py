@@ -13,6 +13,7 @@ import numpy as np
 
 from nilazyview import handoff
 from nilazyview.adapters import as_image
+from nilazyview.core.plan import ReadPlan
 from nilazyview.image import Image
 
 
@@ -72,3 +73,11 @@ def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 def n_volumes(shape: tuple[int, ...]) -> int:
     """How many 3D volumes: the product of the axes after the third."""
     return math.prod(shape[3:])
+
+
+def slab_plan(img, index: tuple) -> ReadPlan | None:
+    """The byte plan of reading ``index`` from ``img``, or None when it has none.
+
+    None for images made in memory and for files read through nibabel or h5py.
+    """
+    return img.read_plan(index)

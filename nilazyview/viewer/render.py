@@ -46,7 +46,7 @@ def robust_window(
 @functools.lru_cache(maxsize=64)
 def palette(cmap: str) -> bytes:
     """The 256-entry RGB palette for matplotlib colormap ``cmap`` (entry 255 is the mark)."""
-    import matplotlib
+    import matplotlib  # the optional 'viewer' extra
 
     cm = matplotlib.colormaps[cmap]
     rgb = cm(np.linspace(0.0, 1.0, N_LEVELS), bytes=True)[:, :3]
@@ -99,7 +99,7 @@ def encode(
     quality: int = 90,
 ) -> bytes:
     """Encode palette ``levels`` (2D uint8) as PNG (palette or RGB) or JPEG bytes."""
-    from PIL import Image as PILImage
+    from PIL import Image as PILImage  # Pillow, which matplotlib brings
 
     levels = np.ascontiguousarray(levels)
     pal = palette(cmap)
