@@ -60,3 +60,7 @@ class SaveError(ImageFileError, OSError):
 
     def __reduce__(self):
         return type(self), (self.message, self.errno, self.strerror, self.filename)
+
+
+class NilazyviewWarning(UserWarning):
+    """Base class of the warnings nilazyview gives (filter them all with this class)."""
