@@ -14,14 +14,19 @@ from .core.header import Extension, Header
 from .core.layout import DiskLayout
 from .core.plan import ReadHeuristic, ReadPlan, plan_read
 from .errors import (
+    CacheWarning,
     DirtyImageError,
     HeaderError,
+    HeaderWarning,
     ImageFileError,
+    MissingExtraError,
     NilazyviewWarning,
     SaveError,
+    SaveWarning,
     StaleFileError,
     TruncatedDataError,
     UnsupportedFormatError,
+    require,
 )
 from .handoff import HandoffPath, as_file, release
 from .image import Image
@@ -39,24 +44,30 @@ def view(obj: Any, **kwargs: Any) -> SliceViewer:
     Needs the ``viewer`` extra (ipywidgets, matplotlib, ipyevents). Keyword
     arguments go to :class:`nilazyview.viewer.SliceViewer`; returns the widget.
     """
+    for module, package in (("ipywidgets", ""), ("matplotlib", ""), ("PIL", "Pillow")):
+        require(module, "viewer", "nlv.view()", package)
     from .viewer import view as _view  # the optional 'viewer' extra (ipywidgets)
 
     return _view(obj, **kwargs)
 
 
 __all__ = [
+    "CacheWarning",
     "DirtyImageError",
     "DiskLayout",
     "Extension",
     "HandoffPath",
     "Header",
     "HeaderError",
+    "HeaderWarning",
     "Image",
     "ImageFileError",
+    "MissingExtraError",
     "NilazyviewWarning",
     "ReadHeuristic",
     "ReadPlan",
     "SaveError",
+    "SaveWarning",
     "StaleFileError",
     "TruncatedDataError",
     "UnsupportedFormatError",

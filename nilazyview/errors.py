@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+import types
+import warnings
+
 
 class ImageFileError(Exception):
     """Base class: a file that is not a readable, writable image."""
@@ -64,3 +70,58 @@ class SaveError(ImageFileError, OSError):
 
 class NilazyviewWarning(UserWarning):
     """Base class of the warnings nilazyview gives (filter them all with this class)."""
+
+
+class HeaderWarning(NilazyviewWarning):
+    """A file's metadata was odd and a fallback was used (an SPM ``.mat``, MINC spacing)."""
+
+
+class CacheWarning(NilazyviewWarning, RuntimeWarning):
+    """A cache or spill folder cannot be used; nilazyview carries on without it."""
+
+
+class SaveWarning(NilazyviewWarning, RuntimeWarning):
+    """A save succeeded but something after it did not (re-reading the file written)."""
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's line)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, category: type[Warning] = NilazyviewWarning) -> None:
+    """Warn with the user's line as the location: the first caller outside nilazyview."""
+    warnings.warn(message, category, stacklevel=_outside_stacklevel())
+
+
+def require(module: str, extra: str, what: str, package: str = "") -> types.ModuleType:
+    """Import the optional ``module``, or raise :class:`MissingExtraError` naming ``extra``.
+
+    Parameters
+    ----------
+    module : str
+        Module to import (``"ipywidgets"``, ``"dask.array"``).
+    extra : str
+        The nilazyview extra that installs it.
+    what : str
+        What needs it, for the message (``"nlv.view()"``).
+    package : str, optional
+        The distribution's name when it differs from the module's (``"Pillow"``).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = package or exc.name or module
+        raise MissingExtraError(
+            f'{what} needs {missing}, which is not installed: pip install "nilazyview[{extra}]"'
+        ) from exc

@@ -5,22 +5,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .array.nibabel import NilazyviewDataobj, nifti_image
+from .array.nibabel import NilazyviewDataobj, nifti_image, read_as
 from .array.protocol import LazyArray
 from .core.header import Header
 from .core.plan import ReadPlan
-from .errors import DirtyImageError, ImageFileError, StaleFileError
+from .errors import DirtyImageError, ImageFileError, StaleFileError, require
 from .slicecopy import SliceCopy
 from .sources import FileIdentity
 
 if TYPE_CHECKING:  # optional dependencies, never imported at run time here
     import dask.array
     import nibabel
-    from numpy.typing import ArrayLike
+    from numpy.typing import ArrayLike, DTypeLike
 
 #: Opens an image's file again from its name (:func:`nilazyview.load`); pickled by reference.
 Reopen = Callable[[str], "Image"]
@@ -190,6 +190,70 @@ class Image:
         """Same as :meth:`get_data`."""
         return self.get_data()
 
+    def get_fdata(
+        self, caching: Literal["fill", "unchanged"] = "fill", dtype: DTypeLike = np.float64
+    ) -> np.ndarray:
+        """The whole array as floating point, as nibabel's ``get_fdata`` (same arguments).
+
+        Parameters
+        ----------
+        caching : {"fill", "unchanged"}
+            "fill" keeps the array as the image's data (as :meth:`get_data`);
+            "unchanged" leaves a proxied image proxied.
+        dtype : floating or complex type
+            float64 by default; other types raise ``ValueError`` (as nibabel).
+            A file's scaling is applied in this type, so the values equal
+            nibabel's for the same file.
+
+        Notes
+        -----
+        The image holds one array. A proxied image reads it in ``dtype`` and,
+        with ``caching="fill"``, keeps it: from then on :meth:`get_data`
+        returns that array (``img.dtype`` is ``dtype``). An image already in
+        memory gives its array when the type matches, else a converted copy
+        (not kept). ``dirty`` is set whenever the array returned is the kept one.
+        """
+        dtype = np.dtype(dtype)
+        if not issubclass(dtype.type, np.inexact):
+            raise ValueError(f"{dtype} should be floating point type")
+        if caching not in ("fill", "unchanged"):
+            raise ValueError('caching value should be "fill" or "unchanged"')
+        if self._data is None:
+            arr = read_as(self.proxy, dtype)
+            if caching == "unchanged":
+                return arr
+            self._data = arr
+        elif self._data.dtype != dtype:
+            return self._data.astype(dtype)
+        self.dirty = True
+        return self._data
+
+    def get_data_dtype(self) -> np.dtype:
+        """The stored type: the file's (as nibabel's); an image made in memory: its array's."""
+        if self.proxy is not None:
+            return self.proxy.stored_dtype
+        return self._data.dtype
+
+    def get_filename(self) -> str | None:
+        """The image's data file, as nibabel's (a pair's ``.img``), or None."""
+        return self.files.get("image") or self.filename
+
+    @property
+    def dataobj(self) -> np.ndarray | NilazyviewDataobj:
+        """nibabel's ``dataobj``: the array once in memory, else a lazy view of the file.
+
+        The view has ``shape``, ``ndim``, ``dtype`` (stored, as nibabel's
+        ``ArrayProxy``), ``slope``, ``inter``, basic slicing and ``np.asarray``
+        (values); reading through it never loads the image or makes it dirty.
+        """
+        return self._data if self._data is not None else NilazyviewDataobj(self.proxy)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "np.asarray(img) would read the whole image: call img.get_data() (cached, marks "
+            "the image dirty) or img.get_fdata(), or read a part with img.slicecopy[...]"
+        )
+
     @property
     def cached_data(self) -> np.ndarray | None:
         """The array held in memory, or None; never loads and leaves ``dirty`` alone."""
@@ -258,8 +322,8 @@ class Image:
         workers open the file by its path, so it must be visible to them at the
         same path (a shared filesystem). An in-memory image gives its array.
         """
-        import dask.array as da  # the optional 'dask' extra
-        from dask.array.core import normalize_chunks  # the same extra
+        da = require("dask.array", "dask", "to_dask()")
+        normalize_chunks = da.core.normalize_chunks
 
         if chunks is None:
             chunks = default_chunks(self.shape, self.dtype.itemsize)
@@ -285,11 +349,15 @@ class Image:
         proxy; it holds the values' type and the affine, and NIfTI header fields
         carry over. An in-memory image hands over its array (not a copy).
         """
-        dataobj = self._data if self._data is not None else NilazyviewDataobj(self.proxy)
         hdr = self.header
         block = None if hdr is None else bytes(hdr)
         kind = None if hdr is None else hdr.kind
-        return nifti_image(dataobj, self.dtype, self.shape, self.affine, block, kind)
+        exts = [] if hdr is None else [(e.code, e.content) for e in hdr.extensions]
+        pair = self.files.get("header", self.filename) != self.files.get("image", self.filename)
+        return nifti_image(
+            self.dataobj, self.dtype, self.shape, self.affine, block, kind,
+            self.filename, pair, exts,
+        )  # fmt: skip
 
     # --- identity ----------------------------------------------------------------
     @property

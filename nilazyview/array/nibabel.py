@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..core.indexing import canonical_index
-from ..errors import ImageFileError, UnsupportedFormatError
+from ..errors import ImageFileError, UnsupportedFormatError, require
 
 if TYPE_CHECKING:
     import nibabel
@@ -20,13 +20,9 @@ if TYPE_CHECKING:
     from .protocol import LazyArray
 
 
-def nibabel_module():
-    """The ``nibabel`` module, or an error saying how to install it."""
-    try:
-        import nibabel  # optional: only the interop needs it
-    except ImportError:
-        raise ImportError("this needs nibabel: pip install nibabel") from None
-    return nibabel
+def nibabel_module(what: str = "nibabel interoperability"):
+    """The ``nibabel`` module, or a :class:`MissingExtraError` naming the ``nibabel`` extra."""
+    return require("nibabel", "nibabel", what)
 
 
 class NibabelProxy:
@@ -140,13 +136,37 @@ class NibabelProxy:
         return f"NibabelProxy({self.name!r}, shape={self.shape})"
 
 
+def read_as(proxy: LazyArray, dtype: np.dtype, index=...) -> np.ndarray:
+    """``proxy[index]`` as ``dtype`` values, scaled in that type (as nibabel scales).
+
+    A linear scaling is applied to the stored values in ``dtype`` itself, so
+    float64 results equal nibabel's ``get_fdata()`` bit for bit.
+    """
+    vm = proxy.value_map
+    linear = None if vm is None else vm.linear
+    if linear is None or linear.is_identity or np.dtype(dtype).kind not in "fc":
+        return np.asarray(proxy.read(index), dtype=dtype)
+    raw = proxy.read(index, raw=True)
+    out = np.empty(raw.shape, dtype)
+    linear.apply(raw, out)
+    return out
+
+
 class NilazyviewDataobj:
-    """nibabel's array-proxy protocol over a :class:`LazyArray` (``to_nibabel().dataobj``)."""
+    """nibabel's array-proxy protocol over a :class:`LazyArray` (``img.dataobj``).
+
+    As nibabel's ``ArrayProxy``: ``dtype`` is the stored type when the values
+    are the stored ones linearly scaled (``slope``, ``inter``), slicing and
+    ``np.asarray`` give values, ``get_unscaled()`` the stored values. Reading
+    never loads the image it came from.
+    """
 
     is_proxy = True
 
     def __init__(self, proxy: LazyArray):
         self.proxy = proxy
+        vm = proxy.value_map
+        self._linear = None if vm is None else vm.linear
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -158,14 +178,102 @@ class NilazyviewDataobj:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.proxy.dtype
+        """The stored type (nibabel's ``ArrayProxy.dtype``), or the values' when not linear."""
+        return self.proxy.stored_dtype if self._linear is not None else self.proxy.dtype
+
+    @property
+    def slope(self) -> float:
+        return 1.0 if self._linear is None else self._linear.slope
+
+    @property
+    def inter(self) -> float:
+        return 0.0 if self._linear is None else self._linear.inter
+
+    @property
+    def scaled(self) -> bool:
+        """True when values are the stored values times ``slope`` plus ``inter``."""
+        return self._linear is not None
 
     def __getitem__(self, index) -> np.ndarray:
         return self.proxy.read(index)
 
+    def get_unscaled(self) -> np.ndarray:
+        """The stored values, unscaled."""
+        return self.proxy.read(raw=True)
+
     def __array__(self, dtype=None, copy=None):
-        arr = self.proxy.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+        if dtype is None:
+            return self.proxy.read()
+        return read_as(self.proxy, np.dtype(dtype))
+
+    def __repr__(self) -> str:
+        return f"<nilazyview dataobj of {self.proxy.name!r}, shape={self.shape}>"
+
+
+class _StoredValues:
+    """``np.asarray`` gives the stored values: what a lossless save writes."""
+
+    def __init__(self, dataobj: NilazyviewDataobj):
+        self.shape, self.ndim, self.dtype = dataobj.shape, dataobj.ndim, dataobj.dtype
+        self._dataobj = dataobj
+
+    def __array__(self, dtype=None, copy=None):
+        return self._dataobj.get_unscaled()
+
+
+def _to_file_map(self, file_map=None, dtype=None):
+    """nibabel's save, writing the source's stored values and scaling as they are.
+
+    Taken when the data is still the source's (a :class:`NilazyviewDataobj` with
+    a linear scaling) and neither a dtype nor a scaling was asked for.
+    """
+    obj, hdr = self._dataobj, self._header
+    unchanged = (
+        isinstance(obj, NilazyviewDataobj)
+        and obj.scaled
+        and dtype is None
+        and hdr.get_data_dtype() == obj.dtype
+        and hdr.get_slope_inter() == (None, None)
+    )
+    ours = next(c for c in type(self).__mro__ if c.__dict__.get("to_file_map") is _to_file_map)
+    base = super(ours, self)
+    if not unchanged:
+        return base.to_file_map(file_map, dtype)
+    self._dataobj = _StoredValues(obj)
+    hdr.set_slope_inter(obj.slope, obj.inter)
+    try:
+        return base.to_file_map(file_map)
+    finally:
+        self._dataobj = obj
+        hdr.set_slope_inter(None, None)
+
+
+#: nibabel classes subclassed with :func:`_to_file_map` (made on first use; they pickle).
+_LOSSLESS = ("Nifti1Image", "Nifti2Image", "Nifti1Pair", "Nifti2Pair")
+
+
+def _lossless_class(base_name: str) -> type:
+    """nibabel's ``base_name`` class with a save that keeps stored values (made once)."""
+    name = "Lossless" + base_name
+    cls = globals().get(name)
+    if cls is None:
+        base = getattr(nibabel_module(), base_name)
+        doc = f"nibabel's {base_name}; a save keeps the source's stored values and scaling."
+        cls = type(name, (base,), {"to_file_map": _to_file_map, "__module__": __name__})
+        cls.__doc__ = doc
+        globals()[name] = cls
+    return cls
+
+
+def __getattr__(name: str):
+    """``LosslessNifti1Image`` and the others, made on first use (so they unpickle)."""
+    if name.startswith("Lossless") and name[len("Lossless") :] in _LOSSLESS:
+        return _lossless_class(name[len("Lossless") :])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _storable(dtype: np.dtype) -> bool:
+    return not (dtype.kind in "OSUM" or (dtype.kind == "V" and dtype.names is None))
 
 
 def nifti_image(
@@ -175,28 +283,44 @@ def nifti_image(
     affine: np.ndarray,
     header_block: bytes | None,
     kind: str | None,
+    filename: str | None = None,
+    pair: bool = False,
+    extensions: list | None = None,
 ) -> nibabel.Nifti1Image:
     """A nibabel NIfTI image over ``dataobj`` (an array or a :class:`NilazyviewDataobj`).
 
-    ``header_block``/``kind`` are a NIfTI header's bytes and kind to carry over.
+    ``header_block``/``kind`` are a NIfTI header's bytes and kind to carry over,
+    ``extensions`` its (code, content) extensions. A scaled ``dataobj`` keeps its
+    stored type and scaling: ``nib.save`` then writes the stored values and
+    scale factors as they are. ``filename`` becomes ``get_filename()``.
     """
-    if dtype.kind in "OSUM" or (dtype.kind == "V" and dtype.names is None):
+    if not _storable(dtype):
         raise UnsupportedFormatError(f"NIfTI cannot hold {dtype} values")
-    nib = nibabel_module()
+    nib = nibabel_module("to_nibabel()")
     big = max(shape, default=1) > 32767
-    cls = nib.Nifti2Image if big or kind == "nifti2" else nib.Nifti1Image
+    two = big or kind == "nifti2"
+    cls = _lossless_class(f"Nifti{2 if two else 1}{'Pair' if pair else 'Image'}")
     if header_block is not None and kind in ("nifti1", "nifti2") and not big:
         hdr = cls.header_class(binaryblock=header_block[: cls.header_class.sizeof_hdr])
         hdr.set_slope_inter(None, None)
     else:  # a header of our own: nibabel would otherwise read a voxel to learn the type
         hdr = cls.header_class()
+    for code, content in extensions or ():
+        hdr.extensions.append(nib.nifti1.Nifti1Extension(code, content))
+    stored = getattr(dataobj, "dtype", dtype) if getattr(dataobj, "scaled", False) else dtype
     try:
-        hdr.set_data_dtype(dtype)
+        hdr.set_data_dtype(stored if _storable(np.dtype(stored)) else dtype)
     except Exception:  # a type NIfTI lacks: nibabel picks one when saving
         pass
     try:
-        return cls(dataobj, np.array(affine, dtype=np.float64), hdr)
+        img = cls(dataobj, np.array(affine, dtype=np.float64), hdr)
     except Exception as exc:  # e.g. an affine NIfTI cannot store (NaN)
         raise UnsupportedFormatError(
             f"nibabel cannot make a NIfTI image of this ({type(exc).__name__}: {exc})"
         ) from exc
+    if filename is not None:
+        try:
+            img.set_filename(filename)
+        except Exception:  # not a NIfTI file name (MGH, MINC): nibabel could not save there
+            pass
+    return img

@@ -81,7 +81,7 @@ class Header(MutableMapping):
 
     def copy(self) -> Header:
         """An independent copy of the fields; the extensions list is new, its items shared."""
-        return Header(self._rec, self.kind, self.extensions)
+        return type(self)(self._rec, self.kind, self.extensions)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Header):

@@ -69,6 +69,22 @@ class MGHHeader(Header):
         out.footer_read = self.footer_read
         return out
 
+    def get_data_shape(self) -> tuple[int, ...]:
+        """The data shape (no frame axis for one frame), as nibabel's."""
+        return shape_of(self)
+
+    def get_zooms(self) -> tuple[float, ...]:
+        """Voxel sizes, and the TR for 4D images, as nibabel's."""
+        return zooms_of(self)
+
+    def get_data_dtype(self) -> np.dtype:
+        """The stored data type (big-endian)."""
+        return dtype_of(self)
+
+    def get_slope_inter(self) -> tuple[None, None]:
+        """``(None, None)``: MGH data is never scaled."""
+        return None, None
+
 
 def looks_like_mgh(block: bytes) -> bool:
     """True when ``block`` starts like an MGH header (version 1, positive dims, known type)."""

@@ -14,8 +14,6 @@ are sliced through h5py. Values and affine follow nibabel's ``minc2``:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ..array.bytes import ArrayProxy
@@ -24,7 +22,7 @@ from ..array.mapped import MappedArray
 from ..core.header import Header
 from ..core.layout import DiskLayout
 from ..core.values import MincScaling
-from ..errors import HeaderError, ImageFileError, UnsupportedFormatError
+from ..errors import HeaderError, HeaderWarning, ImageFileError, UnsupportedFormatError, warn
 from ..sources import FileIdentity, FileSource
 from .codec import Encoded, Opened, ToWrite
 
@@ -116,8 +114,8 @@ def read_info(f, path: str) -> dict:
         if spacing == b"irregular":
             raise UnsupportedFormatError(f"{path}: irregular spacing of {name!r} is not supported")
         if spacing != b"regular__":
-            warnings.warn(
-                f"{path}: invalid spacing {spacing!r} for {name!r}; assuming regular", stacklevel=3
+            warn(
+                f"{path}: invalid spacing {spacing!r} for {name!r}; assuming regular", HeaderWarning
             )
         dims.append(attrs)
     dtype = np.dtype(image.dtype)

@@ -47,6 +47,54 @@ def sniff(block: bytes, path: str) -> tuple[str, str]:
     )
 
 
+#: NIfTI ``xyzt_units`` codes -> nibabel's labels.
+_UNITS = {0: "unknown", 1: "meter", 2: "mm", 3: "micron", 8: "sec", 16: "msec", 24: "usec",
+          32: "hz", 40: "ppm", 48: "rads"}  # fmt: skip
+
+
+class NiftiHeader(Header):
+    """A NIfTI-1, NIfTI-2 or Analyze header, with nibabel's header methods."""
+
+    def get_data_shape(self) -> tuple[int, ...]:
+        """The shape in ``dim`` (``(0,)`` for none), as nibabel's."""
+        dim = [int(d) for d in self["dim"]]
+        return (0,) if dim[0] <= 0 else tuple(dim[1 : dim[0] + 1])
+
+    def get_zooms(self) -> tuple[float, ...]:
+        """Voxel sizes (and the time step) from ``pixdim``, one per axis, as nibabel's."""
+        ndim = int(self["dim"][0])
+        return (1.0,) if ndim <= 0 else tuple(float(z) for z in self["pixdim"][1 : ndim + 1])
+
+    def get_data_dtype(self) -> np.dtype:
+        """The stored data type (``datatype``, in the header's byte order)."""
+        return stored_dtype(self, "header")
+
+    def get_slope_inter(self) -> tuple[float | None, float | None]:
+        """``(slope, inter)`` of the stored values; ``(None, None)`` when unscaled (as nibabel).
+
+        The file's scaling, as nibabel's header read from the file gives it (a
+        nibabel image moves it to ``dataobj.slope``/``inter``). Analyze: the
+        SPM2 slope (``funused1``, or from the gl/cal ranges); the intercept is
+        None when zero.
+        """
+        if self.kind == "analyze":
+            sc = scaling_of(self)
+            return (None, None) if sc.is_identity else (sc.slope, sc.inter or None)
+        slope, inter = float(self["scl_slope"]), float(self["scl_inter"])
+        if slope == 0 or not math.isfinite(slope):
+            return None, None
+        if not math.isfinite(inter):
+            raise HeaderError(f"valid slope but invalid intercept {inter}")
+        return slope, inter
+
+    def get_xyzt_units(self) -> tuple[str, str]:
+        """Units of space and time from ``xyzt_units`` (Analyze: unknown), as nibabel's."""
+        if "xyzt_units" not in self:
+            return "unknown", "unknown"
+        code = int(self["xyzt_units"])
+        return _UNITS.get(code % 8, "unknown"), _UNITS.get(code - code % 8, "unknown")
+
+
 def parse_header(block: bytes, path: str, single: bool) -> Header:
     """Header from its binary block; checks magic against single-file or pair storage."""
     kind, endian = sniff(block, path)
@@ -60,14 +108,14 @@ def parse_header(block: bytes, path: str, single: bool) -> Header:
             raise HeaderError(f"{path}: field 'magic' is {magic!r}, not valid for a {where}")
     elif single:
         raise UnsupportedFormatError(f"{path}: an Analyze header needs a separate .img file")
-    return Header(rec, kind)
+    return NiftiHeader(rec, kind)
 
 
 def parse_header_record(block: bytes, kind: str) -> Header:
     """Header of a known ``kind`` from its bytes (as pickled), no magic checks."""
     endian = "<" if struct.unpack("<i", block[:4])[0] == DTYPES[kind].itemsize else ">"
     dt = DTYPES[kind].newbyteorder(endian)
-    return Header(np.frombuffer(block[: dt.itemsize], dt).reshape(()), kind)
+    return NiftiHeader(np.frombuffer(block[: dt.itemsize], dt).reshape(()), kind)
 
 
 def shape_of(hdr: Header, path: str) -> tuple[int, ...]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 from typing import BinaryIO
 
 import numpy as np
 
 from ..array.protocol import LazyArray
 from ..core.slabs import slabs
+from ..fs import progress
 from ..fs.atomic import atomic_write
 from .codec import Encoded, ToWrite
 
@@ -32,10 +34,23 @@ def _maybe_gzip(f: BinaryIO, gz: bool, level: int):
         yield g
 
 
+class _Counted:
+    """A file whose writes advance a progress bar."""
+
+    def __init__(self, f: BinaryIO, shown) -> None:
+        self._f, self._shown = f, shown
+
+    def write(self, data) -> None:
+        self._f.write(data)
+        self._shown.update(memoryview(data).nbytes)
+
+
 def _write_array(out: BinaryIO, arr: np.ndarray) -> None:
     """Write ``arr`` in Fortran order, at most one chunk copied at a time."""
     if arr.flags.f_contiguous:
-        out.write(memoryview(arr.reshape(-1, order="F").view(np.uint8)))
+        flat = memoryview(arr.reshape(-1, order="F").view(np.uint8))
+        for start in range(0, len(flat), CHUNK_BYTES):
+            out.write(flat[start : start + CHUNK_BYTES])
         return
     for idx in slabs(arr.shape, arr.dtype.itemsize, CHUNK_BYTES):
         out.write(np.asfortranarray(arr[idx]).tobytes(order="F"))
@@ -71,12 +86,18 @@ def _write_data(out: BinaryIO, item: ToWrite, enc: Encoded) -> None:
 
 
 def write(item: ToWrite, enc: Encoded, compresslevel: int, file_mode: int | None) -> None:
-    """Write the files of ``enc`` for ``item`` as one atomic group (see module docs)."""
+    """Write the files of ``enc`` for ``item`` as one atomic group (see module docs).
+
+    Writing the voxels shows a progress bar when it takes over a second.
+    """
+    nbytes = int(np.prod(item.shape, dtype=np.int64)) * enc.dtype.itemsize
     with contextlib.ExitStack() as group:
         for spec in enc.files:
             f = group.enter_context(atomic_write(spec.path, file_mode, spec.sync_folder))
             with _maybe_gzip(f, spec.gzip, compresslevel) as g:
                 g.write(spec.head)
                 if spec.data:
-                    _write_data(g, item, enc)
+                    desc = f"saving {os.path.basename(spec.path)}"
+                    with progress.bar(nbytes, desc) as shown:
+                        _write_data(_Counted(g, shown), item, enc)
                 g.write(spec.tail)

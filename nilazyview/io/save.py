@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
-import warnings
+from typing import Any
 
 import numpy as np
 
+from ..errors import SaveWarning, warn
 from ..formats import registry, writer
 from ..formats.codec import ToWrite
 from ..image import Image
 from .load import load
+from .wrap import from_nibabel
 
 
 def save(
-    img: Image, path: str | os.PathLike, compresslevel: int = 1, file_mode: int | None = None
+    img: Image | Any,
+    path: str | os.PathLike,
+    compresslevel: int = 1,
+    file_mode: int | None = None,
 ) -> str:
     """Save ``img`` as NIfTI (or MGH), atomically.
 
@@ -26,8 +31,10 @@ def save(
 
     Parameters
     ----------
-    img : Image
-        The image to write, proxied or in memory.
+    img : Image or nibabel image
+        The image to write, proxied or in memory; a nibabel image is wrapped
+        first (:func:`nilazyview.from_nibabel`): its values, as nibabel scales
+        them, are written.
     path : str or path-like
         Target; the extension picks the layout: ``.nii`` (single file),
         ``.hdr``/``.img`` (pair), either with ``.gz``; ``.mgh``/``.mgz`` write
@@ -44,6 +51,10 @@ def save(
         The path written (the header file for a pair).
     """
     path = os.fspath(path)
+    if not isinstance(img, Image):
+        if not (hasattr(img, "dataobj") and hasattr(img, "affine")):
+            raise TypeError(f"expected a nilazyview or nibabel image, not {type(img).__name__}")
+        img = from_nibabel(img)
     codec = registry.for_writing(path)
     data = img.cached_data
     item = ToWrite(
@@ -77,11 +88,10 @@ def _reattach(img: Image, written: str) -> None:
     try:
         fresh = load(written)
     except Exception as exc:  # saved, but not readable back: keep the old attachment
-        warnings.warn(
+        warn(
             f"saved {written}, but could not reopen it ({exc}); the image still refers "
             "to the version it was loaded from",
-            RuntimeWarning,
-            stacklevel=3,
+            SaveWarning,
         )
         return
     img.attach(fresh)

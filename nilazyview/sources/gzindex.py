@@ -47,12 +47,12 @@ import os
 import struct
 import tempfile
 import threading
-import warnings
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..fs import leftovers
+from ..errors import CacheWarning, warn
+from ..fs import leftovers, progress
 from ..fs.settings import env_int
 
 log = logging.getLogger("nilazyview.gzindex")
@@ -67,6 +67,8 @@ WINDOW_SIZE = 32 * 2**10
 DEFAULT_MAX_BYTES = 2**30
 #: Save an index only when it has at least this many new seek points (~8 MiB of data).
 MIN_NEW_POINTS = 4
+#: A first seek further than this past the bytes decompressed so far shows progress.
+PROGRESS_STEP = 64 * 2**20
 #: Bytes of the compressed file digested into its identity.
 HEAD_BYTES = 64 * 2**10
 
@@ -91,10 +93,19 @@ def cache_dir() -> Path:
     """The folder holding persisted gzip indexes (not created here)."""
     root = os.environ.get("NILAZYVIEW_CACHE_DIR")
     if not root:
+        root = _user_cache_dir()
+    return Path(root) / "gzindex"
+
+
+def _user_cache_dir() -> str:
+    """The platform's cache folder for nilazyview (platformdirs: XDG, macOS, Windows)."""
+    try:
+        import platformdirs  # the optional 'gz' extra (only indexed_gzip needs a cache)
+    except ImportError:  # the XDG rule platformdirs follows on Linux
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-        root = str(base / "nilazyview")
-    return Path(root) / "gzindex"
+        return str(base / "nilazyview")
+    return platformdirs.user_cache_dir("nilazyview", appauthor=False)
 
 
 def max_cache_bytes() -> int:
@@ -128,12 +139,11 @@ def _write_failed(folder: Path, exc: BaseException) -> None:
         if _disabled_reason is not None:
             return
         _disabled_reason = str(exc)
-    warnings.warn(
+    warn(
         f"nilazyview: cannot write gzip indexes to {folder} ({exc}); indexes are kept in "
         "memory only for the rest of this process (set NILAZYVIEW_CACHE_DIR to a writable "
         "folder to persist them)",
-        RuntimeWarning,
-        stacklevel=3,
+        CacheWarning,
     )
 
 
@@ -335,6 +345,7 @@ class IndexedStream:
         self._looked_up = False
         self.imported = False
         self._saved_points = 0
+        self._reached = 0  # uncompressed bytes decompressed (or indexed) so far
 
     @property
     def npoints(self) -> int:
@@ -355,7 +366,20 @@ class IndexedStream:
     def seek(self, offset: int) -> int:
         if not self._looked_up and offset >= self._spacing:
             self._lookup()
+        if not self.imported and offset - self._reached > PROGRESS_STEP:
+            self._seek_with_progress(offset)
+        self._reached = max(self._reached, offset)
         return self._igz.seek(offset)
+
+    def _seek_with_progress(self, offset: int) -> None:
+        """Decompress up to ``offset`` in steps, with a progress bar if it takes over 1 s."""
+        start = self._reached
+        name = os.path.basename(self.path)
+        with progress.bar(offset - start, f"indexing {name}") as shown:
+            for pos in range(start + PROGRESS_STEP, offset, PROGRESS_STEP):
+                self._igz.seek(pos)
+                self._reached = pos
+                shown.update(PROGRESS_STEP)
 
     def readinto(self, buf) -> int:
         return self._igz.readinto(buf)

@@ -30,14 +30,13 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator
 
 import numpy as np
 
 from ..core.plan import PLAIN_FILE
-from ..errors import ImageFileError, TruncatedDataError
+from ..errors import CacheWarning, ImageFileError, TruncatedDataError, warn
 from ..fs.settings import env_int, temp_root
 from . import gzindex
 from .base import ByteSource
@@ -328,12 +327,11 @@ def materialize(path: str, end: int) -> MemoryWhole | SpillWhole | None:
     except OSError as exc:
         if not _warned_spill:
             _warned_spill = True
-            warnings.warn(
+            warn(
                 f"nilazyview: cannot spill the decompressed {path} to {spill_dir()} ({exc}); "
                 "reading it through the gzip index instead (set NILAZYVIEW_TMPDIR or raise "
                 "NILAZYVIEW_GZ_MEMORY_BYTES)",
-                RuntimeWarning,
-                stacklevel=3,
+                CacheWarning,
             )
         return None
     stats["spill"] += 1
