@@ -11,7 +11,7 @@ PORT ?= 8888
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[all]" --group test  # every extra + the test tools (PEP 735)
 	touch $@
 
 setup: $(VENV)/.installed
