@@ -109,6 +109,17 @@ def test_get_fdata_equals_nibabel_and_caches(both):
     assert img.dataobj is data  # in memory, as nibabel's dataobj of an array image
 
 
+def test_get_fdata_of_a_wrapped_nibabel_image_equals_nibabel(both):
+    _, ref, _ = both
+    wrapped = nlv.from_nibabel(ref)
+    assert np.array_equal(wrapped.get_fdata(caching="unchanged"), ref.get_fdata(), equal_nan=True)
+    assert wrapped.get_data_dtype() == ref.get_data_dtype() and wrapped.is_proxy
+    again = nlv.from_nibabel(nlv.load(ref.get_filename()).to_nibabel())
+    np.testing.assert_array_equal(
+        again.slicecopy.raw[1, ..., 2], ref.dataobj.get_unscaled()[1, ..., 2]
+    )
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.uint8, "i4", bool])
 def test_get_fdata_refuses_non_float_types_as_nibabel(both, dtype):
     img, ref, _ = both

@@ -142,6 +142,8 @@ def read_as(proxy: LazyArray, dtype: np.dtype, index=...) -> np.ndarray:
     A linear scaling is applied to the stored values in ``dtype`` itself, so
     float64 results equal nibabel's ``get_fdata()`` bit for bit.
     """
+    if isinstance(proxy, NibabelProxy) and index is Ellipsis:  # nibabel scales in dtype itself
+        return proxy._call(lambda: np.array(np.asanyarray(proxy.dataobj, dtype=dtype)))
     vm = proxy.value_map
     linear = None if vm is None else vm.linear
     if linear is None or linear.is_identity or np.dtype(dtype).kind not in "fc":
@@ -200,6 +202,9 @@ class NilazyviewDataobj:
     def get_unscaled(self) -> np.ndarray:
         """The stored values, unscaled."""
         return self.proxy.read(raw=True)
+
+    def _get_unscaled(self, slicer) -> np.ndarray:  # nibabel's name, used by NibabelProxy
+        return self.proxy.read(slicer, raw=True)
 
     def __array__(self, dtype=None, copy=None):
         if dtype is None:
