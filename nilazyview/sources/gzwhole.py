@@ -37,6 +37,7 @@ import numpy as np
 
 from ..core.plan import PLAIN_FILE
 from ..errors import CacheWarning, ImageFileError, TruncatedDataError, warn
+from ..fs import progress as fs_progress
 from ..fs.settings import env_int, temp_root
 from . import gzindex
 from .base import ByteSource
@@ -52,8 +53,6 @@ OUT_BYTES = 8 * 2**20
 DEFAULT_MEMORY_BYTES = 2**30
 #: Free space a spill file must leave on its file system.
 SPILL_RESERVE_BYTES = 2**30
-#: Show a progress bar for passes that last longer than this (seconds).
-PROGRESS_DELAY_S = 1.0
 
 #: Counters for tests and QA (per process).
 stats: dict[str, int] = {"memory": 0, "spill": 0, "forward": 0}
@@ -107,22 +106,7 @@ def spill_dir() -> str:
 
 
 def _progress(path: str, total: int):
-    try:
-        from tqdm.auto import tqdm  # the optional 'gz' extra
-    except ImportError:
-        return None
-    try:
-        return tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"decompressing {os.path.basename(path)}",
-            delay=PROGRESS_DELAY_S,
-            leave=False,
-        )
-    except Exception:  # a broken terminal or widget never breaks a read
-        return None
+    return fs_progress.bar(total, f"decompressing {os.path.basename(path)}")
 
 
 def inflate(path: str, end: int, progress: bool = True) -> Iterator[bytes]:
@@ -133,7 +117,7 @@ def inflate(path: str, end: int, progress: bool = True) -> Iterator[bytes]:
     naming the file and the compressed and uncompressed offsets.
     """
     name, mod = _inflater()
-    bar = _progress(path, end) if progress else None
+    bar = _progress(path, end) if progress else fs_progress.NoBar()
     upos = 0
     cread = 0
     try:
@@ -175,14 +159,12 @@ def inflate(path: str, end: int, progress: bool = True) -> Iterator[bytes]:
                     pending = d.unconsumed_tail
                 if out:
                     upos += len(out)
-                    if bar is not None:
-                        bar.update(len(out))
+                    bar.update(len(out))
                     yield out
             if not member_start:
                 _check_member_end(f, d, pending, path, cread, upos, name, mod)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def _corrupt(path: str, coff: int, uoff: int, exc: BaseException, name: str) -> ImageFileError:
