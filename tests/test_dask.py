@@ -65,12 +65,26 @@ def _big_sparse(path):
 
 def test_default_chunks_function():
     assert default_chunks((10, 20, 30), 4) == (10, 20, 30)
-    # 256*256*128*2 bytes = 16 MiB per volume: four volumes make 64 MiB
-    assert default_chunks(BIG_SHAPE, 2) == (256, 256, 128, 4)
+    # 256*256*128*2 bytes = 16 MiB per volume: eight volumes make 128 MiB
+    assert default_chunks(BIG_SHAPE, 2) == (256, 256, 128, 8)
     # a plane bigger than the target: one slice per chunk
     assert default_chunks((4096, 4096, 10), 8) == (4096, 4096, 1)
     assert default_chunks((), 4) == ()
     assert default_chunks((100,), 1, target=16) == (16,)
+
+
+def test_default_chunks_of_4d_suit_reductions_over_time_and_volumes():
+    """Issue 14: never one volume per chunk when the image has more (measured in README)."""
+    # 64 MiB float32 volumes: whole volumes, four at a time (256 MiB), not one
+    assert default_chunks((256, 256, 256, 32), 4) == (256, 256, 256, 4)
+    # small volumes: whole volumes up to 128 MiB
+    assert default_chunks((128, 128, 64, 512), 4) == (128, 128, 64, 32)
+    # fewer time points than the minimum: all of them
+    assert default_chunks((256, 256, 256, 3), 4) == (256, 256, 256, 3)
+    # volumes over 128 MiB: slabs of the third axis, 16 time points (x, y whole: long runs)
+    assert default_chunks((512, 512, 300, 40), 4) == (512, 512, 8, 16)
+    assert default_chunks((512, 512, 300, 10), 4) == (512, 512, 12, 10)
+    assert default_chunks((4, 5, 6, 7, 8), 4) == (4, 5, 6, 1, 8)
 
 
 def test_default_chunks_whole_except_last(files):
@@ -80,8 +94,8 @@ def test_default_chunks_whole_except_last(files):
     for axis in range(3):
         assert arr.chunks[axis] == (BIG_SHAPE[axis],)
     sizes = {c * np.prod(BIG_SHAPE[:3]) * 2 for c in arr.chunks[3]}
-    assert sizes == {64 * MiB}
-    assert arr.npartitions == 16
+    assert sizes == {128 * MiB}
+    assert arr.npartitions == 8
 
 
 def test_graph_one_task_per_chunk_and_small(files):
