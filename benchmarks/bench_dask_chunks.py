@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import nilazyview as nlv  # noqa: E402
-from nilazyview.image import default_chunks  # noqa: E402
+import nilazyview as nlv
+from nilazyview.image import default_chunks
 
 
 def write_file(path: str, shape: tuple[int, ...]) -> None:
