@@ -23,9 +23,9 @@ def to_nibabel(img: Image) -> nibabel.Nifti1Image:
     """A nibabel NIfTI image of ``img``: proxy-backed while ``img`` is a proxy.
 
     The nibabel image reads through ``img``'s proxy (``dataobj`` slicing reads
-    only the slab), holds the scaled values' type and the affine; NIfTI header
-    fields carry over. In-memory images hand over their array (not a copy).
-    Same as :meth:`Image.to_nibabel`.
+    only the slab) and keeps the stored type, scaling, NIfTI header fields and
+    file name. In-memory images hand over their array (not a copy). Same as
+    :meth:`Image.to_nibabel`.
     """
     if not isinstance(img, Image):
         raise TypeError(f"expected a nilazyview Image, not {type(img).__name__}")

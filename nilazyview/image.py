@@ -371,8 +371,11 @@ class Image:
         """A nibabel NIfTI image of this image: proxy-backed while this is a proxy (needs nibabel).
 
         Reading its ``dataobj`` reads only the slab asked for, through this image's
-        proxy; it holds the values' type and the affine, and NIfTI header fields
-        carry over. An in-memory image hands over its array (not a copy).
+        proxy. It keeps the stored type and scaling (``get_data_dtype()``,
+        ``dataobj.slope``), NIfTI header fields, extensions, the affine and the
+        file name (``get_filename()``), so ``nib.save`` writes the stored values
+        and scale factors as they are. An in-memory image hands over its array
+        (not a copy), whose type nibabel then saves.
         """
         hdr = self.header
         block = None if hdr is None else bytes(hdr)
