@@ -146,3 +146,13 @@ def test_cache_folder_comes_from_platformdirs(monkeypatch, tmp_path):
     assert seen["args"] == ("nilazyview", False)
     monkeypatch.setenv("NILAZYVIEW_CACHE_DIR", str(tmp_path / "mine"))
     assert gzindex.cache_dir() == tmp_path / "mine" / "gzindex"
+
+
+def test_spm_without_scipy_names_the_extra(tmp_path, monkeypatch):
+    nib = pytest.importorskip("nibabel")
+    nib.save(nib.Spm2AnalyzeImage(np.zeros((2, 3, 4), np.int16), np.eye(4)), tmp_path / "s.img")
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    _, ours = _caught(lambda: nlv.load(tmp_path / "s.hdr"))
+    assert [w.category for w in ours] == [nlv.HeaderWarning]
+    assert 'pip install "nilazyview[spm]"' in str(ours[0].message)
+    assert ours[0].filename == __file__

@@ -19,7 +19,7 @@ def h5py_module():
         import h5py  # the optional 'minc' extra
     except ImportError:
         raise UnsupportedFormatError(
-            "reading MINC2 needs h5py: pip install 'nilazyview[minc]'"
+            'reading MINC2 needs h5py: pip install "nilazyview[minc]"'
         ) from None
     return h5py
 

@@ -33,7 +33,11 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     try:
         from scipy.io import loadmat  # the optional 'spm' extra
     except ImportError:
-        warn(f"{path}: scipy is not installed; ignoring the SPM .mat affine", HeaderWarning)
+        warn(
+            f"{path}: scipy is not installed; ignoring the SPM .mat affine "
+            '(pip install "nilazyview[spm]")',
+            HeaderWarning,
+        )
         return None
     try:
         with open(path, "rb") as f:
