@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.indexing import canonical_index
 from ..errors import ImageFileError, UnsupportedFormatError
+from .protocol import ArrayLike
 
 if TYPE_CHECKING:
     import nibabel
@@ -29,7 +30,7 @@ def nibabel_module():
     return nibabel
 
 
-class NibabelProxy:
+class NibabelProxy(ArrayLike):
     """Lazy array reading through a nibabel ``dataobj`` (its own proxy slicing).
 
     Results are new native-order arrays of one dtype (that of a one-voxel read).
@@ -68,10 +69,6 @@ class NibabelProxy:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(int(n) for n in self.dataobj.shape)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -130,17 +127,11 @@ class NibabelProxy:
                 f"{self.name}: nibabel could not read the data ({type(exc).__name__}: {exc})"
             ) from exc
 
-    __getitem__ = read
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
-
     def __repr__(self) -> str:
         return f"NibabelProxy({self.name!r}, shape={self.shape})"
 
 
-class NilazyviewDataobj:
+class NilazyviewDataobj(ArrayLike):
     """nibabel's array-proxy protocol over a :class:`LazyArray` (``to_nibabel().dataobj``)."""
 
     is_proxy = True
@@ -153,19 +144,11 @@ class NilazyviewDataobj:
         return tuple(self.proxy.shape)
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def dtype(self) -> np.dtype:
         return self.proxy.dtype
 
-    def __getitem__(self, index) -> np.ndarray:
+    def read(self, index=...) -> np.ndarray:
         return self.proxy.read(index)
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.proxy.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 def nifti_image(
