@@ -110,13 +110,50 @@ class Scaling:
         return np.dtype(np.float64)
 
     def apply(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Write ``src * slope + inter`` into ``dst`` (computed in ``dst``'s type)."""
+        """Write ``src * slope + inter`` into ``dst``, rounded once to ``dst``'s type.
+
+        Computed in float64 (complex128), as nibabel does, a block of at most
+        :data:`BLOCK_ITEMS` elements at a time, so float32 values equal
+        ``np.float32`` of nibabel's float64 values and memory stays bounded.
+        """
         if self.is_identity or dst.dtype.kind not in "fc":
             np.copyto(dst, src, casting="unsafe")
             return
-        np.multiply(src, self.slope, out=dst, dtype=dst.dtype, casting="unsafe")
-        if self.inter:
-            np.add(dst, self.inter, out=dst, dtype=dst.dtype, casting="unsafe")
+        wide = np.dtype(np.complex128 if dst.dtype.kind == "c" else np.float64)
+        if dst.dtype == wide:  # one rounding per operation, as nibabel
+            _scale(src, dst, self.slope, self.inter)
+            return
+        scratch = None
+        for s, d in _blocks(src, dst, BLOCK_ITEMS):
+            if scratch is None or scratch.size < s.size:
+                scratch = np.empty(min(src.size, BLOCK_ITEMS), wide)
+            tmp = scratch[: s.size].reshape(s.shape)
+            _scale(s, tmp, self.slope, self.inter)
+            np.copyto(d, tmp, casting="unsafe")
+
+
+#: Elements scaled per float64 block (2 MiB of scratch).
+BLOCK_ITEMS = 2**18
+
+
+def _scale(src: np.ndarray, dst: np.ndarray, slope: float, inter: float) -> None:
+    np.multiply(src, slope, out=dst, dtype=dst.dtype, casting="unsafe")
+    if inter:
+        np.add(dst, inter, out=dst, dtype=dst.dtype, casting="unsafe")
+
+
+def _blocks(src: np.ndarray, dst: np.ndarray, items: int):
+    """Pairs of matching sub-arrays of ``src`` and ``dst``, each of at most ``items``."""
+    if src.size <= items or src.ndim == 0:
+        yield src, dst
+        return
+    # split along dst's slowest axis in memory, so each block is a contiguous run of dst
+    axis = src.ndim - 1 if dst.flags.f_contiguous and not dst.flags.c_contiguous else 0
+    n = src.shape[axis]
+    per = max(1, items // max(1, src.size // n))
+    for lo in range(0, n, per):
+        sub = (slice(None),) * axis + (slice(lo, lo + per),)
+        yield from _blocks(src[sub], dst[sub], items)
 
 
 @dataclass(frozen=True)
