@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.header import Extension, Header
 from ..core.values import Scaling
-from ..errors import HeaderError, UnsupportedFormatError
+from ..errors import HeaderError, MalformedFileWarning, UnsupportedFormatError, warn
 from . import affines
 from .datatypes import code_for_dtype, dtype_for_code
 from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC
@@ -88,7 +88,11 @@ def stored_dtype(hdr: Header, path: str) -> np.dtype:
 
 
 def data_offset(hdr: Header, path: str, single: bool) -> int:
-    """Byte offset of the data in the data file (``vox_offset``, checked)."""
+    """Byte offset of the data in the data file (``vox_offset``, checked).
+
+    A single file with ``vox_offset`` 0 (malformed: the data would overlap the
+    header) is read from the header's end, with a :class:`MalformedFileWarning`.
+    """
     off = float(hdr["vox_offset"])
     if not math.isfinite(off) or off < 0 or off != int(off):
         raise HeaderError(f"{path}: field 'vox_offset' is {off}, not a non-negative integer")
@@ -96,6 +100,12 @@ def data_offset(hdr: Header, path: str, single: bool) -> int:
     if single:
         minimum = SINGLE_OFFSET[hdr.kind]
         if off == 0:
+            warn(
+                f"{path}: field 'vox_offset' is 0, which puts the data inside the header; "
+                f"reading the data from byte {minimum}, the end of the header "
+                "(nibabel and ITK read the header bytes as data)",
+                MalformedFileWarning,
+            )
             return minimum
         if off < minimum:
             raise HeaderError(

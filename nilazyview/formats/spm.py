@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 
 import numpy as np
 
-from ..errors import HeaderError
+from ..errors import HeaderError, MalformedFileWarning, NilazyviewWarning, warn
 from ..fs.paths import split_ext
 
 _FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -34,15 +33,13 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     try:
         from scipy.io import loadmat  # the optional 'spm' extra
     except ImportError:
-        warnings.warn(f"{path}: scipy is not installed; ignoring the SPM .mat affine", stacklevel=3)
+        warn(f"{path}: scipy is not installed; ignoring the SPM .mat affine", NilazyviewWarning)
         return None
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
-        warnings.warn(
-            f"{path}: cannot read SPM .mat ({exc}); using the header affine", stacklevel=3
-        )
+        warn(f"{path}: cannot read SPM .mat ({exc}); using the header affine", NilazyviewWarning)
         return None
     try:
         mats = loadmat(io.BytesIO(raw))
@@ -55,12 +52,11 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     elif "M" in mats:
         mat = _FLIP @ np.asarray(mats["M"], dtype=np.float64)
     else:
-        warnings.warn(f"{path}: no 'mat' or 'M' in SPM .mat; using the header affine", stacklevel=3)
+        warn(f"{path}: no 'mat' or 'M' in SPM .mat; using the header affine", MalformedFileWarning)
         return None
     if mat.shape != (4, 4) or not np.all(np.isfinite(mat)):
-        warnings.warn(
-            f"{path}: SPM 'mat' is not a finite 4x4; using the header affine", stacklevel=3
-        )
+        msg = f"{path}: SPM 'mat' is not a finite 4x4; using the header affine"
+        warn(msg, MalformedFileWarning)
         return None
     return mat @ _TO_111
 
