@@ -130,7 +130,11 @@ def scaling_of(hdr: Header) -> Scaling:
 
 
 def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
-    """Voxel-to-world affine by the NIfTI rules (sform, else qform, else pixdim)."""
+    """Voxel-to-world affine by the NIfTI rules (sform, else qform, else pixdim).
+
+    Without either (method 1) the affine is nibabel's: ``|pixdim|`` as voxel sizes,
+    x flipped, the centre voxel at 0. Analyze follows SPM (signed pixdim, origin).
+    """
     pixdim = np.asarray(hdr["pixdim"], dtype=np.float64)
     if hdr.kind == "analyze":
         dims = np.ones(3)
@@ -145,7 +149,9 @@ def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
         quat = (hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"])
         offs = (hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"])
         return affines.qform_affine(quat, offs, pixdim)
-    return affines.base_affine(shape, pixdim[1 : len(shape) + 1])
+    # method 1 (no qform, no sform): sizes are magnitudes, as nibabel reads them (SPM's
+    # Analyze rule above instead lets a negative pixdim[1] cancel the x flip)
+    return affines.base_affine(shape, np.abs(pixdim[1 : len(shape) + 1]))
 
 
 def parse_extensions(block: bytes, endian: str, path: str) -> list[Extension]:
