@@ -109,8 +109,8 @@ class NiftiCodec:
         identity = {"header": hsrc.identity, "image": dsrc.identity}
         files = {"header": names.header, "image": names.image}
         affine = nifti.affine_of(hdr, shape)
-        if hdr.kind == "analyze" and spm.has_mat(names.header):
-            mat = spm.mat_path(names.header)
+        mat = spm.find_mat(names.header) if hdr.kind == "analyze" else None
+        if mat is not None:
             files["mat"], identity["mat"] = mat, FileIdentity.of(mat)
             mat_affine = spm.read_mat_affine(mat)
             if mat_affine is not None:
@@ -158,7 +158,8 @@ class NiftiCodec:
             FileToWrite(names.header, gz, head, sync_folder=not same_folder),
         ]
         if "mat" in item.files:  # an SPM image: keep its affine where SPM looks for it
-            files.append(FileToWrite(spm.mat_path(names.header), False, spm.mat_bytes(item.affine)))
+            mat = spm.mat_path(names.header)  # x.mat.gz beside a gzipped pair
+            files.append(FileToWrite(mat, gz, spm.mat_bytes(item.affine)))
         return Encoded(tuple(files), dtype, stored, primary=names.header)
 
 
