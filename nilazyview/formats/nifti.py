@@ -14,6 +14,7 @@ from ..core.header import Extension, Header
 from ..core.values import Scaling
 from ..errors import HeaderError, MalformedFileWarning, UnsupportedFormatError, warn
 from . import affines
+from .codec import Timing
 from .datatypes import code_for_dtype, dtype_for_code
 from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC
 
@@ -154,6 +155,34 @@ def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
     return affines.base_affine(shape, np.abs(pixdim[1 : len(shape) + 1]))
 
 
+_SPACE_UNITS = {1: "meter", 2: "mm", 3: "micron"}
+_SPACE_CODES = {v: k for k, v in _SPACE_UNITS.items()}
+_SECONDS_PER = {8: 1.0, 16: 1e-3, 24: 1e-6}  # xyzt_units time codes: s, ms, us
+
+
+def timing_of(hdr: Header, ndim: int) -> Timing:
+    """Spatial unit and TR (seconds) from ``xyzt_units`` and ``pixdim[4]``.
+
+    With a time unit stated, ``pixdim[4]`` is the TR whatever the dimensions (as
+    FreeSurfer reads it); without one, only for 4D+ images, taken as seconds.
+    """
+    units = 0 if hdr.kind == "analyze" else int(hdr["xyzt_units"])
+    code = units & 0x38
+    scale = _SECONDS_PER.get(code, 1.0 if code == 0 and ndim >= 4 else None)
+    step = float(hdr["pixdim"][4])
+    tr = step * scale if scale is not None and math.isfinite(step) and step > 0 else None
+    return Timing(_SPACE_UNITS.get(units & 7), tr)
+
+
+def _set_timing(rec: np.ndarray, timing: Timing) -> None:
+    """Store a foreign header's units and TR (seconds) in ``xyzt_units``/``pixdim[4]``."""
+    units = _SPACE_CODES.get(timing.space, 0)
+    if timing.tr is not None:
+        rec["pixdim"][4] = timing.tr
+        units |= 8
+    rec["xyzt_units"] = units
+
+
 def parse_extensions(block: bytes, endian: str, path: str) -> list[Extension]:
     """Extensions from the bytes after the 4-byte extender (empty if the flag is unset)."""
     if len(block) < 4 or block[0] == 0:
@@ -243,12 +272,14 @@ def build_header(
     scaling: Scaling,
     single: bool,
     src_affine: np.ndarray | None = None,
+    timing: Timing | None = None,
 ) -> tuple[bytes, int]:
     """(header bytes incl. extender and extensions, data offset) for a NIfTI file.
 
     NIfTI-1 unless a dimension exceeds int16, then NIfTI-2. Fields of ``src``
     carry over; the data fields (dim, datatype, offset, scaling) are set anew
-    and the affine is stored only when it differs from ``src_affine``.
+    and the affine is stored only when it differs from ``src_affine``. Without a
+    NIfTI/Analyze ``src``, ``timing`` (another format's units and TR) is stored.
     """
     kind = "nifti2" if max(shape, default=1) > 32767 or len(shape) > 7 else "nifti1"
     if len(shape) > 7:
@@ -267,6 +298,8 @@ def build_header(
             src_affine = None  # no sform/qform to carry: always store the affine
     rec["sizeof_hdr"] = DTYPES[kind].itemsize
     rec["magic"] = (SINGLE_MAGIC if single else PAIR_MAGIC)[kind]
+    if src is None and timing is not None:
+        _set_timing(rec, timing)
     rec["dim"] = 1
     rec["dim"][0] = len(shape)
     rec["dim"][1 : len(shape) + 1] = shape

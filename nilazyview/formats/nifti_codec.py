@@ -20,7 +20,7 @@ from ..errors import HeaderError, TruncatedDataError
 from ..fs.paths import FileNames, names_for_reading, names_for_writing, split_ext
 from ..sources import ByteSource, FileIdentity, open_source
 from . import nifti, spm
-from .codec import Encoded, FileToWrite, Opened, ToWrite, capacity, check_data_fits
+from .codec import Encoded, FileToWrite, Opened, Timing, ToWrite, capacity, check_data_fits
 from .codec import stored_copy_allowed as _stored_scaling
 
 
@@ -117,6 +117,9 @@ class NiftiCodec:
                 affine = mat_affine
         return Opened(proxy, affine, hdr, files, identity)
 
+    def timing(self, header: Header, ndim: int) -> Timing:
+        return nifti.timing_of(header, ndim)
+
     def written_files(self, path: str) -> list[str]:
         names = names_for_writing(path)
         if names.single:
@@ -142,7 +145,7 @@ class NiftiCodec:
             with contextlib.suppress(Exception):
                 src_affine = nifti.affine_of(hdr, nifti.shape_of(hdr, ""))
         head, _ = nifti.build_header(
-            hdr, item.shape, dtype, item.affine, scaling, names.single, src_affine
+            hdr, item.shape, dtype, item.affine, scaling, names.single, src_affine, item.timing
         )
         if names.single:
             files = (FileToWrite(names.image, split_ext(path)[2], head, data=True),)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from ..formats import registry, writer
-from ..formats.codec import ToWrite
+from ..formats.codec import Timing, ToWrite
 from ..image import Image
 from .load import load
 
@@ -46,6 +46,7 @@ def save(
     path = os.fspath(path)
     codec = registry.for_writing(path)
     data = img.cached_data
+    source = registry.for_header(img.header)  # units and TR carry across formats
     item = ToWrite(
         shape=tuple(img.shape),
         dtype=img.dtype,
@@ -54,6 +55,7 @@ def save(
         data=None if data is None else np.asanyarray(data),
         array=img.proxy,
         files=dict(img.files),
+        timing=Timing() if source is None else source.timing(img.header, len(img.shape)),
     )
     encoded = codec.encode(item, path)
     writer.write(item, encoded, compresslevel, file_mode)
