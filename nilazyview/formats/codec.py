@@ -54,7 +54,8 @@ class ToWrite:
     ``data`` is the in-memory array (values), else ``array`` is read; ``files``
     are the files the image came from (a format may carry a sidecar over);
     ``timing`` is what the source's format states (units, TR), for a target of
-    another format to carry over.
+    another format to carry over; ``version`` the format version the user asked for
+    (NIfTI: 1 or 2), None to let the format choose.
     """
 
     shape: tuple[int, ...]
@@ -65,6 +66,7 @@ class ToWrite:
     array: LazyArray | None
     files: dict[str, str] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
+    version: int | None = None
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,8 @@ class MGHCodec:
         """Values are written scaled, converted to an MGH type (see :func:`storage_dtype`)."""
         if not item.shape:
             raise UnsupportedFormatError("MGH cannot store a 0-d array")
+        if item.version is not None:
+            raise UnsupportedFormatError(f"{path}: MGH has no versions to choose from")
         target = storage_dtype(item.dtype)
         head, foot = build_header(item.header, item.shape, target, item.affine, item.timing)
         gz = path.lower().endswith((".mgz", ".gz"))

@@ -233,6 +233,27 @@ def _set_affine(rec: np.ndarray, affine: np.ndarray, old: np.ndarray | None) -> 
     rec["qform_code"] = rec["qform_code"] or (rec["sform_code"] if rec["sform_code"] else 2)
 
 
+def nifti_kind(
+    src: Header | None, shape: tuple[int, ...], scaling: Scaling, version: int | None = None
+) -> str:
+    """ "nifti1" or "nifti2" for a save: ``version`` if given, else the source's version
+    (a NIfTI-2 source stays NIfTI-2), else NIfTI-1 unless a dimension exceeds int16 or
+    the scaling is not exact in float32 (NIfTI-1 stores it as float32)."""
+    big = max(shape, default=1) > 32767
+    if version is not None:
+        if version not in (1, 2):
+            raise ValueError(f"nifti_version must be 1 or 2, not {version!r}")
+        if version == 1 and big:
+            raise UnsupportedFormatError(
+                f"NIfTI-1 holds dimensions up to 32767, not {max(shape)}: use nifti_version=2"
+            )
+        return f"nifti{version}"
+    if big or (src is not None and src.kind == "nifti2"):
+        return "nifti2"
+    exact = all(float(np.float32(v)) == v for v in (scaling.slope, scaling.inter))
+    return "nifti1" if scaling.is_identity or exact else "nifti2"
+
+
 _CARRIED = (
     "descrip",
     "aux_file",
@@ -273,17 +294,18 @@ def build_header(
     single: bool,
     src_affine: np.ndarray | None = None,
     timing: Timing | None = None,
+    version: int | None = None,
 ) -> tuple[bytes, int]:
     """(header bytes incl. extender and extensions, data offset) for a NIfTI file.
 
-    NIfTI-1 unless a dimension exceeds int16, then NIfTI-2. Fields of ``src``
-    carry over; the data fields (dim, datatype, offset, scaling) are set anew
+    The NIfTI version is :func:`nifti_kind`'s. Fields of ``src`` carry over
+    (exactly between NIfTI-2 headers); the data fields (dim, datatype, offset, scaling) are set anew
     and the affine is stored only when it differs from ``src_affine``. Without a
     NIfTI/Analyze ``src``, ``timing`` (another format's units and TR) is stored.
     """
-    kind = "nifti2" if max(shape, default=1) > 32767 or len(shape) > 7 else "nifti1"
     if len(shape) > 7:
         raise UnsupportedFormatError(f"NIfTI holds at most 7 dimensions, not {len(shape)}")
+    kind = nifti_kind(src, shape, scaling, version)
     dtype = np.dtype(dtype)
     endian = ">" if dtype.byteorder == ">" else "<"
     rec = np.zeros((), DTYPES[kind].newbyteorder(endian))

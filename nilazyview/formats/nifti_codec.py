@@ -127,8 +127,8 @@ class NiftiCodec:
         return [names.image, names.header, spm.mat_path(names.header)]
 
     def encode(self, item: ToWrite, path: str) -> Encoded:
-        """NIfTI-2 only when a dimension does not fit NIfTI-1; in-memory data unscaled,
-        a proxy's stored bytes and scaling copied as they are (Fortran-order bytes)."""
+        """The version of :func:`~nilazyview.formats.nifti.nifti_kind`; in-memory data
+        unscaled, a proxy's stored bytes and scaling copied as they are (Fortran order)."""
         names = names_for_writing(path)
         scaling = None if item.data is not None else _stored_scaling(item.array)
         if item.data is not None:
@@ -145,7 +145,15 @@ class NiftiCodec:
             with contextlib.suppress(Exception):
                 src_affine = nifti.affine_of(hdr, nifti.shape_of(hdr, ""))
         head, _ = nifti.build_header(
-            hdr, item.shape, dtype, item.affine, scaling, names.single, src_affine, item.timing
+            hdr,
+            item.shape,
+            dtype,
+            item.affine,
+            scaling,
+            names.single,
+            src_affine,
+            item.timing,
+            item.version,
         )
         if names.single:
             files = (FileToWrite(names.image, split_ext(path)[2], head, data=True),)
