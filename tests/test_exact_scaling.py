@@ -18,9 +18,10 @@ from conftest import make_data, write_image
 from nibabel.testing import data_path
 
 import nilazyview as nlv
-from nilazyview.core.values import BLOCK_ITEMS
+from nilazyview.core.values import BLOCK_ITEMS, Scaling
 
 INDICES = [(..., 1), (slice(None, None, -1), 2), (slice(1, None, 3), ..., 0), (5, ..., None)]
+F32_SCALING = (float(np.float32(0.0754069685935974)), 3100.76171875)  # float32 values
 SCALINGS = [(0.07540697, 3100.7617), (1 / 3, -0.1), (-2.7182817, 1e-3)]
 
 
@@ -74,7 +75,7 @@ def test_chunked_and_blocked_reads_are_rounded_once(tmp_path, chunk_bytes):
     assert np.prod(shape) > BLOCK_ITEMS
     data = make_data(np.dtype("int16"), shape, seed=5)
     path = str(tmp_path / "big.nii")
-    write_image(path, nib.Nifti1Header, data, slope_inter=(0.0754069685935974, 3100.76171875),
+    write_image(path, nib.Nifti1Header, data, slope_inter=F32_SCALING,
                 single=True)  # fmt: skip
     img = nlv.load(path)
     source = img.proxy.source
@@ -83,3 +84,28 @@ def test_chunked_and_blocked_reads_are_rounded_once(tmp_path, chunk_bytes):
     np.testing.assert_array_equal(img.slicecopy[::-1, 1:, ::2], want[::-1, 1:, ::2])
     np.testing.assert_array_equal(img.slicecopy[:, 4, :], want[:, 4, :])
     np.testing.assert_array_equal(img.get_data(), want)
+
+
+@pytest.mark.parametrize("shape", [(600, 600, 1), (1, 600, 600), (1, 1, 300000), (300000,)])
+def test_thin_volumes_larger_than_a_block(tmp_path, shape):
+    """Block splitting skips axes of length 1 (a 2D image stored as 3D, say)."""
+    data = make_data(np.dtype("int16"), shape, seed=7)
+    path = str(tmp_path / "thin.nii")
+    header = nib.Nifti2Header if max(shape) > 32767 else nib.Nifti1Header
+    write_image(path, header, data, slope_inter=F32_SCALING,
+                single=True)  # fmt: skip
+    np.testing.assert_array_equal(nlv.load(path).get_data(), _oracle(path))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(700, 400, 1), (1, 400, 700), (3, 1, 200000)])
+def test_apply_into_either_order_and_views(order, shape):
+    src = make_data(np.dtype("uint16"), shape, seed=9).copy(order=order)
+    sc = Scaling(float(np.float32(1 / 3)), float(np.float32(-7.1)))
+    want = (src.astype(np.float64) * sc.slope + sc.inter).astype(np.float32)
+    out = np.empty(shape, np.float32, order=order)
+    sc.apply(src, out)
+    np.testing.assert_array_equal(out, want)
+    view = np.zeros((shape[0] + 2, *shape[1:]), np.float32, order=order)[1:-1][::-1]
+    sc.apply(src[::-1], view)  # non-contiguous both sides
+    np.testing.assert_array_equal(view, want[::-1])

@@ -144,13 +144,14 @@ def _scale(src: np.ndarray, dst: np.ndarray, slope: float, inter: float) -> None
 
 def _blocks(src: np.ndarray, dst: np.ndarray, items: int):
     """Pairs of matching sub-arrays of ``src`` and ``dst``, each of at most ``items``."""
-    if src.size <= items or src.ndim == 0:
+    if src.size <= items:
         yield src, dst
         return
-    # split along dst's slowest axis in memory, so each block is a contiguous run of dst
-    axis = src.ndim - 1 if dst.flags.f_contiguous and not dst.flags.c_contiguous else 0
+    # split the slowest axis of dst's memory order that has more than one element
+    axes = range(src.ndim - 1, -1, -1) if dst.flags.f_contiguous else range(src.ndim)
+    axis = next(ax for ax in axes if src.shape[ax] > 1)
     n = src.shape[axis]
-    per = max(1, items // max(1, src.size // n))
+    per = max(1, items // (src.size // n))
     for lo in range(0, n, per):
         sub = (slice(None),) * axis + (slice(lo, lo + per),)
         yield from _blocks(src[sub], dst[sub], items)
