@@ -236,9 +236,12 @@ def _set_affine(rec: np.ndarray, affine: np.ndarray, old: np.ndarray | None) -> 
 def nifti_kind(
     src: Header | None, shape: tuple[int, ...], scaling: Scaling, version: int | None = None
 ) -> str:
-    """ "nifti1" or "nifti2" for a save: ``version`` if given, else the source's version
-    (a NIfTI-2 source stays NIfTI-2), else NIfTI-1 unless a dimension exceeds int16 or
-    the scaling is not exact in float32 (NIfTI-1 stores it as float32)."""
+    """The NIfTI kind a save writes ("nifti1" or "nifti2").
+
+    ``version`` (1 or 2) if given; else a NIfTI-2 ``src`` stays NIfTI-2; else
+    NIfTI-1 unless a dimension exceeds int16 or the scaling is not exact in
+    float32 (NIfTI-1 stores it as float32).
+    """
     big = max(shape, default=1) > 32767
     if version is not None:
         if version not in (1, 2):
@@ -299,9 +302,10 @@ def build_header(
     """(header bytes incl. extender and extensions, data offset) for a NIfTI file.
 
     The NIfTI version is :func:`nifti_kind`'s. Fields of ``src`` carry over
-    (exactly between NIfTI-2 headers); the data fields (dim, datatype, offset, scaling) are set anew
-    and the affine is stored only when it differs from ``src_affine``. Without a
-    NIfTI/Analyze ``src``, ``timing`` (another format's units and TR) is stored.
+    (exactly between NIfTI-2 headers); the data fields (dim, datatype, offset,
+    scaling) are set anew and the affine is stored only when it differs from
+    ``src_affine``. Without a NIfTI/Analyze ``src``, ``timing`` (another
+    format's units and TR) is stored.
     """
     if len(shape) > 7:
         raise UnsupportedFormatError(f"NIfTI holds at most 7 dimensions, not {len(shape)}")
