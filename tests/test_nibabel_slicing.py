@@ -17,7 +17,8 @@ from nibabel.testing import data_path
 
 import nilazyview as nlv
 
-#: One file per reader nibabel has (PAR/REC, AFNI, ECAT, MINC1/2, NIfTI-1/2, MGH).
+#: Every reader nibabel has, from its test data (PAR/REC, AFNI, ECAT, MINC1/2 with
+#: per-slice scaling, NIfTI-1/2, CIFTI-2, MGH); headers without data are left out.
 FILES = (
     "phantom_EPI_asc_CLEAR_2_1.PAR",
     "phantom_varscale.PAR",
@@ -25,10 +26,15 @@ FILES = (
     "scaled+tlrc.HEAD",
     "tinypet.v",
     "minc1_4d.mnc",
+    "minc1_1_scale.mnc",
+    "small.mnc",
     "minc2_4d.mnc",
+    "minc2_1_scale.mnc",
     "example4d.nii.gz",
     "functional.nii",
+    "anatomical.nii",
     "example_nifti2.nii.gz",
+    "row_major.dconn.nii",
     "test.mgz",
 )
 
