@@ -123,13 +123,14 @@ class Scaling:
         if dst.dtype == wide:  # one rounding per operation, as nibabel
             _scale(src, dst, self.slope, self.inter)
             return
-        scratch = None
+        scratch = np.empty(min(src.size, BLOCK_ITEMS), wide)
         for s, d in _blocks(src, dst, BLOCK_ITEMS):
-            if scratch is None or scratch.size < s.size:
-                scratch = np.empty(min(src.size, BLOCK_ITEMS), wide)
-            tmp = scratch[: s.size].reshape(s.shape)
-            _scale(s, tmp, self.slope, self.inter)
-            np.copyto(d, tmp, casting="unsafe")
+            # the product in float64 (in dst's memory order: no strided loops), then
+            # the sum, computed in float64 and rounded once as it is stored in dst
+            order = "F" if d.flags.f_contiguous and not d.flags.c_contiguous else "C"
+            tmp = scratch[: s.size].reshape(s.shape, order=order)
+            np.multiply(s, self.slope, out=tmp, dtype=wide, casting="unsafe")
+            np.add(tmp, self.inter, out=d, dtype=wide, casting="unsafe")
 
 
 #: Elements scaled per float64 block (2 MiB of scratch).
