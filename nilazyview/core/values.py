@@ -130,7 +130,10 @@ class Scaling:
             order = "F" if d.flags.f_contiguous and not d.flags.c_contiguous else "C"
             tmp = scratch[: s.size].reshape(s.shape, order=order)
             np.multiply(s, self.slope, out=tmp, dtype=wide, casting="unsafe")
-            np.add(tmp, self.inter, out=d, dtype=wide, casting="unsafe")
+            if self.inter:
+                np.add(tmp, self.inter, out=d, dtype=wide, casting="unsafe")
+            else:  # no sum (as nibabel: a -0.0 product stays -0.0)
+                np.copyto(d, tmp, casting="unsafe")
 
 
 #: Elements scaled per float64 block (2 MiB of scratch).
