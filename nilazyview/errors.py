@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class ImageFileError(Exception):
     """Base class: a file that is not a readable, writable image."""
@@ -64,3 +68,18 @@ class SaveError(ImageFileError, OSError):
 
 class NilazyviewWarning(UserWarning):
     """Base class of the warnings nilazyview gives (filter them all with this class)."""
+
+
+class MalformedFileWarning(NilazyviewWarning):
+    """A file breaks its format's rules in a way nilazyview reads sensibly anyway."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = NilazyviewWarning) -> None:
+    """Warn with the stack level of the first caller outside nilazyview (the user's line)."""
+    frame, level = sys._getframe(1), 2  # level 2: the frame that called warn()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

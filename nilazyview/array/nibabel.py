@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..core.indexing import canonical_index
+from ..core.indexing import canonical_index, simple_box
 from ..errors import ImageFileError, UnsupportedFormatError
 from .protocol import ArrayLike
 
@@ -104,17 +104,23 @@ class NibabelProxy(ArrayLike):
         raise TypeError(f"{self.name}: reads go through nibabel; there is no byte layout")
 
     def read(self, index=..., raw: bool = False) -> np.ndarray:
-        """A new array of ``dataobj[index]`` (``raw``: unscaled, when nibabel offers it)."""
+        """A new array of ``dataobj[index]`` (``raw``: unscaled, when nibabel offers it).
+
+        nibabel's proxies see only integers and positive-step slices within the
+        shape (some mishandle other slices); reversal and new axes are applied here.
+        """
         cidx = canonical_index(index, self.shape)  # numpy's basic-indexing rules and errors
+        box, post = simple_box(cidx)
         if raw:
             unscaled = getattr(self.dataobj, "_get_unscaled", None)
             if unscaled is None:
                 raise TypeError(f"{self.name}: nibabel gives no stored values here")
-            arr = self._call(lambda: np.asarray(unscaled(index)))
-            return np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True)
+            arr = self._call(lambda: np.asarray(unscaled(box)))
+            return np.array(arr[post], dtype=arr.dtype.newbyteorder("="), copy=True)
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype)
-        return self._call(lambda: np.array(self.dataobj[index], dtype=self.dtype, copy=True))
+        arr = self._call(lambda: np.asarray(self.dataobj[box]))
+        return np.array(arr[post], dtype=self.dtype, copy=True)
 
     def _call(self, read):
         """``read()``, with nibabel's failures (file gone or cut, bad gzip) as ImageFileError."""
