@@ -1,0 +1,139 @@
+"""Reading a slab window at display resolution: strided read or block mean, and what it touched.
+
+Two ways to show ``step`` x ``step`` voxels as one pixel (numbers: README, "The viewer"):
+
+* ``"mean"``: read the whole window and average each block (no aliasing).
+* ``"stride"``: ``img.slicecopy[a0:a1:s, b0:b1:s, k]``, one voxel per block (fewest bytes).
+
+:func:`choose` takes the block mean unless the full read would cost much more than
+the strided one (:data:`STRIDE_IF_CHEAPER`, by the read planner's byte counts). For
+a plane whose voxels are contiguous on disk the planner reads through the gaps of a
+strided read anyway (a strided read of a 4096^2 axial slab of uint8 reads the same
+16 MiB), so the mean is free in I/O; for a gathered plane (a sagittal slab of a
+Fortran-order file: one run per voxel) the strided read touches ``step**2`` times
+fewer bytes and runs, and is taken. The choice depends on the plane, the window and
+the step, never on the slice index: neighbouring slices use the same method and grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nilazyview.core.plan import ReadPlan, run_offsets
+
+STRIDE_IF_CHEAPER = 4  # take the strided read when the full read costs this many times more
+MAX_MEAN_BYTES = 256 * 2**20  # never read more than this for a block mean
+PAGE = 4096
+
+
+def window_index(base: tuple, axes: tuple[int, int], ranges, method: str) -> tuple:
+    """The basic index of a window read: ``base`` (a slab index) with in-plane slices.
+
+    ``ranges`` is ``((start, stop, step), (start, stop, step))`` for ``axes``;
+    ``"mean"`` reads every voxel, ``"stride"`` one per step.
+    """
+    idx = list(base)
+    for a, (start, stop, step) in zip(axes, ranges, strict=True):
+        if a < len(idx):  # a 2D image has no third axis
+            idx[a] = slice(start, stop, step if method == "stride" else 1)
+    return tuple(idx)
+
+
+def read_shape(ranges, method: str) -> tuple[int, int]:
+    """The 2D shape a window read by ``method`` returns."""
+    if method == "stride":
+        return tuple(len(range(*r)) for r in ranges)
+    return tuple(r[1] - r[0] for r in ranges)
+
+
+def choose(full: ReadPlan | None, strided: ReadPlan | None, steps: tuple[int, int]) -> str:
+    """``"mean"`` or ``"stride"`` for a window, from the plans of both reads.
+
+    Without plans (in-memory images, nibabel or h5py arrays): the mean for in-memory
+    data (``full`` and ``strided`` both None is taken as in memory).
+    """
+    if steps == (1, 1):
+        return "mean"  # nothing to reduce: one read of every voxel
+    if full is None or strided is None:
+        return "mean"
+    if full.nbytes > MAX_MEAN_BYTES:
+        return "stride"
+    return "stride" if full.nbytes > STRIDE_IF_CHEAPER * max(1, strided.nbytes) else "mean"
+
+
+def _block_sums(a: np.ndarray, step: int, axis: int, acc) -> np.ndarray:
+    """Sums of ``step``-long blocks along ``axis`` (the last block may be shorter)."""
+    a = np.moveaxis(a, axis, 0)
+    n, full = a.shape[0], a.shape[0] // step
+    sums = a[: full * step].reshape(full, step, *a.shape[1:]).sum(axis=1, dtype=acc)
+    if full * step < n:
+        sums = np.concatenate([sums, a[full * step :].sum(axis=0, dtype=acc)[None]])
+    return np.moveaxis(sums, 0, axis)
+
+
+def block_sizes(n: int, step: int) -> np.ndarray:
+    """Voxels in each ``step``-block of an axis of ``n`` (the last may be fewer)."""
+    return np.minimum(step, n - np.arange(0, n, step))
+
+
+def block_mean(arr: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
+    """Means of ``steps[0]`` x ``steps[1]`` blocks of a 2D array (last blocks may be partial).
+
+    Integer and boolean data are summed exactly (int64) and divided in float64, so
+    the result (float32) does not depend on the order of summation; float64 data
+    stays float64, complex data is averaged as magnitudes.
+    """
+    if tuple(steps) == (1, 1):
+        return arr
+    a = np.abs(arr) if np.iscomplexobj(arr) else arr
+    exact = a.dtype.kind in "biu"
+    acc = np.int64 if exact else np.float64
+    out_dtype = np.float64 if a.dtype == np.float64 else np.float32
+    sums = _block_sums(_block_sums(a, steps[0], 0, acc), steps[1], 1, acc)
+    counts = np.outer(block_sizes(a.shape[0], steps[0]), block_sizes(a.shape[1], steps[1]))
+    return (sums / counts).astype(out_dtype, copy=False)
+
+
+def reduce(arr: np.ndarray, steps: tuple[int, int], method: str) -> np.ndarray:
+    """The frame-resolution array of a window read by ``method`` (see :func:`window_index`)."""
+    return block_mean(arr, steps) if method == "mean" else arr
+
+
+def pages_touched(plan: ReadPlan | None, page: int = PAGE) -> int:
+    """Distinct ``page``-byte file pages the runs of ``plan`` lie in (0 without a plan)."""
+    if plan is None or plan.strategy == "empty" or plan.nbytes == 0:
+        return 0
+    offsets, length = run_offsets(plan.layout, plan.box)
+    if offsets.size == 1:
+        first = int(offsets[0]) // page
+        return (int(offsets[0]) + length - 1) // page - first + 1
+    offsets = np.sort(offsets)
+    first = offsets // page
+    last = (offsets + (length - 1)) // page
+    shared = np.count_nonzero(first[1:] == last[:-1])
+    return int(np.sum(last - first + 1) - shared)
+
+
+def io_counts(plan: ReadPlan | None, itemsize: int, out_shape: tuple[int, ...]) -> dict:
+    """What a window read wanted and touched: the I/O panel's and ``last_step``'s numbers.
+
+    Returns ``wanted_bytes`` (the values the read returns), ``bytes`` (requested
+    from the source by the plan, gaps read through included), ``pages`` and
+    ``touched_bytes`` (4 KiB file pages the runs lie in; what a memory-mapped
+    gather faults in), ``runs`` and ``strategy``.
+    """
+    wanted = math.prod(out_shape) * itemsize
+    if plan is None:
+        return {"wanted_bytes": wanted, "bytes": 0, "pages": 0, "touched_bytes": 0,
+                "runs": 0, "strategy": None}  # fmt: skip
+    pages = pages_touched(plan)
+    return {
+        "wanted_bytes": wanted,
+        "bytes": int(plan.nbytes),
+        "pages": pages,
+        "touched_bytes": pages * PAGE,
+        "runs": int(plan.n_runs),
+        "strategy": plan.strategy,
+    }
