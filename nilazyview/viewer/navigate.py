@@ -6,6 +6,8 @@ maths of what that shows is :mod:`~nilazyview.viewer.view_window`.
 
 from __future__ import annotations
 
+import math
+
 from . import view_window as vw
 
 
@@ -24,6 +26,9 @@ class Navigation:
         zoom = float(zoom)
         if not zoom > 0:
             raise ValueError(f"zoom must be positive, not {zoom}")
+        half_octaves = round(2 * math.log2(zoom))
+        if abs(zoom - 2 ** (half_octaves / 2)) < 1e-6 * zoom:  # wheel steps of 2**0.5 land on 4.0
+            zoom = 2 ** (half_octaves / 2)
         self.zoom = min(max(1.0, zoom), self.max_zoom())
         self._clamp_centre()
         return self.zoom

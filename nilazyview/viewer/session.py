@@ -120,6 +120,7 @@ class ViewerSession(Navigation):
         self.last_state: str | None = None
         self._shown: tuple | None = None
         self._methods: dict = {}
+        self._recent: list[vw.View] = []  # views read (or prefetched) lately, newest first
         self.prefetcher = Prefetcher(self._prefetch_one, self._prefetched)
 
     @property
@@ -166,6 +167,7 @@ class ViewerSession(Navigation):
         self.direction = 1
         self.pan = {}
         self.view = None
+        self._recent = []
         n = self.shape3[axis]
         if index is None:
             index = self.crosshair[axis] if self.crosshair else n // 2
@@ -202,7 +204,10 @@ class ViewerSession(Navigation):
         """The :class:`~nilazyview.viewer.view_window.View` of the main plane now."""
         px = self._pixels(self.dmap, self.display_size)
         centre3 = self.centre3 if centre3 is None else centre3
-        return vw.make_view(self.shape3, self.dmap.axis, centre3, self.zoom, px, self.view)
+        return vw.make_view(self.shape3, self.dmap.axis, centre3, self.zoom, px, self._recent)
+
+    def _remember(self, view: vw.View) -> None:
+        self._recent = [view, *(v for v in self._recent if v != view)][:8]
 
     # --- reading and drawing -------------------------------------------------------
     def read_key(self, key: Key, view: vw.View) -> ReadKey:
@@ -271,6 +276,7 @@ class ViewerSession(Navigation):
         check_files(self.img)
         cached = self.img.is_proxy
         view = self.current_view()
+        self._remember(view)
         rkey = self.read_key(key, view)
         if cached and self.prefetch:
             self.prefetcher.wait_for((key, self.settings(view)))
@@ -337,6 +343,8 @@ class ViewerSession(Navigation):
             ahead_view = self.current_view(centre)
             rkey = self.read_key(key, ahead_view)
             if rkey[3] != self.view.read_ranges():
+                self._remember(ahead_view)
+                self._remember(self.view)  # the view shown stays the first choice
                 out.append((rkey, None))
         return out
 

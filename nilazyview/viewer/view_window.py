@@ -16,7 +16,8 @@ axis when reduced and every voxel is at least one display pixel when not.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 MARGIN = 0.25  # read this fraction of the visible extent more on each side (for panning)
 MAX_PX_PER_VOXEL = 16  # the largest zoom shows a voxel on this many display pixels
@@ -204,20 +205,29 @@ def make_view(
     centre3,
     zoom: float,
     px: dict[int, float],
-    previous: View | None = None,
+    recent: Sequence[View] = (),
 ) -> View:
     """The :class:`View` of the slab across voxel ``axis`` about ``centre3`` at ``zoom``.
 
-    ``px`` gives the display pixels of each in-plane voxel axis.
+    ``px`` gives the display pixels of each in-plane voxel axis. The read box of
+    the first of ``recent`` (views read before, newest first) with the same steps
+    that holds the blocks now shown is kept: a pan within the margin, or onto a
+    window prefetched ahead of the pan, reads nothing.
     """
     axes = tuple(a for a in range(3) if a != axis)
-    wins = []
-    for a in axes:
-        prev = None
-        if previous is not None and previous.axes == axes:
-            prev = previous.window(a)
-        wins.append(axis_window(shape3[a], centre3[a], zoom, px[a], prev))
-    return View(axes, tuple(wins), float(zoom))
+    wins = tuple(axis_window(shape3[a], centre3[a], zoom, px[a]) for a in axes)
+    for old in recent:
+        if old.axes == axes and all(_holds(o, w) for o, w in zip(old.windows, wins, strict=True)):
+            wins = tuple(
+                replace(w, read_lo=o.read_lo, read_hi=o.read_hi)
+                for o, w in zip(old.windows, wins, strict=True)
+            )
+            break
+    return View(axes, wins, float(zoom))
+
+
+def _holds(old: AxisWindow, new: AxisWindow) -> bool:
+    return old.n == new.n and old.step == new.step and old.read_lo <= new.lo < new.hi <= old.read_hi
 
 
 def zoom_about(centre: float, anchor: float, zoom: float, new_zoom: float) -> float:
