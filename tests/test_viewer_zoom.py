@@ -159,9 +159,9 @@ def test_frame_at_each_zoom_equals_numpy_reduction_of_the_window(vol, axis):
         assert got.shape == exp.shape == step["frame_px"]
         assert np.array_equal(got, render.to_levels(exp, *v.window)), (zoom, step)
         # the shown window is n / zoom voxels (whole blocks) about the clamped centre
-        for (lo, hi), c, a in zip(step["shown"], v.center, [a for a in range(3) if a != axis]):
-            n, s = SHAPE[a], step["steps"][[x for x in range(3) if x != axis].index(a)]
-            assert n / zoom - 1e-9 <= hi - lo < n / zoom + 2 * s
+        axes = [a for a in range(3) if a != axis]
+        for (lo, hi), c, a, s in zip(step["shown"], v.center, axes, step["steps"], strict=True):
+            assert SHAPE[a] / zoom - 1e-9 <= hi - lo < SHAPE[a] / zoom + 2 * s
             assert lo <= c <= hi
     # frames are never larger than twice the display
     assert max(v.last_step["frame_px"]) <= 80
@@ -310,7 +310,7 @@ def test_slab_cache_keys_hold_the_window_and_level(vol):
 
 
 def test_orthogonal_planes_zoom_about_the_crosshair(vol):
-    path, arr = vol
+    path, _ = vol
     v = view(path, prefetch=0, display_size=120, ortho=True)
     v.crosshair = (30, 60, 4)
     small = [levels_of(im.value).shape for im in v.ortho_images]
