@@ -5,8 +5,8 @@ Two ways to show ``step`` x ``step`` voxels as one pixel (numbers: README, "The 
 * ``"mean"``: read the whole window and average each block (no aliasing).
 * ``"stride"``: ``img.slicecopy[a0:a1:s, b0:b1:s, k]``, one voxel per block (fewest bytes).
 
-:func:`choose` takes the block mean unless the full read would cost much more than
-the strided one (:data:`STRIDE_IF_CHEAPER`, by the read planner's byte counts). For
+:func:`choose` takes the block mean unless the full read would touch many more file
+pages than the strided one (:data:`STRIDE_TOUCH_BYTES`, from the read plans). For
 a plane whose voxels are contiguous on disk the planner reads through the gaps of a
 strided read anyway (a strided read of a 4096^2 axial slab of uint8 reads the same
 16 MiB), so the mean is free in I/O; for a gathered plane (a sagittal slab of a
@@ -23,8 +23,8 @@ import numpy as np
 
 from nilazyview.core.plan import ReadPlan, run_offsets
 
-STRIDE_IF_CHEAPER = 4  # take the strided read when the full read costs this many times more
-MAX_MEAN_BYTES = 256 * 2**20  # never read more than this for a block mean
+STRIDE_TOUCH_BYTES = 32 * 2**20  # a full read touching more file pages than this ...
+MAX_MEAN_BYTES = 256 * 2**20  # ... or reading more than this is read strided instead
 PAGE = 4096
 
 
@@ -51,16 +51,29 @@ def read_shape(ranges, method: str) -> tuple[int, int]:
 def choose(full: ReadPlan | None, strided: ReadPlan | None, steps: tuple[int, int]) -> str:
     """``"mean"`` or ``"stride"`` for a window, from the plans of both reads.
 
-    Without plans (in-memory images, nibabel or h5py arrays): the mean for in-memory
-    data (``full`` and ``strided`` both None is taken as in memory).
+    The strided read is taken when the full read would touch more than
+    :data:`STRIDE_TOUCH_BYTES` of file pages and at least twice the strided read's
+    (a gathered plane: one run per voxel), or read more than :data:`MAX_MEAN_BYTES`.
+    Without plans (in-memory data) the mean.
     """
-    if steps == (1, 1):
-        return "mean"  # nothing to reduce: one read of every voxel
-    if full is None or strided is None:
+    if tuple(steps) == (1, 1) or full is None or strided is None:
         return "mean"
     if full.nbytes > MAX_MEAN_BYTES:
         return "stride"
-    return "stride" if full.nbytes > STRIDE_IF_CHEAPER * max(1, strided.nbytes) else "mean"
+    pages, fewer = pages_estimate(full), pages_estimate(strided)
+    return "stride" if pages * PAGE > STRIDE_TOUCH_BYTES and pages > 2 * fewer else "mean"
+
+
+def pages_estimate(plan: ReadPlan, page: int = PAGE) -> int:
+    """An upper bound of the file pages ``plan`` touches, without listing its runs."""
+    if plan.strategy == "empty" or plan.nbytes == 0:
+        return 0
+    layout, box = plan.layout, plan.box
+    run = plan.runs.run_nbytes
+    span = run + sum(
+        (c - 1) * st * s for c, st, s in zip(box.count, box.step, layout.strides, strict=True)
+    )
+    return min(span // page + 2, plan.n_runs * (-(-run // page) + 1))
 
 
 def _accumulator(dtype: np.dtype, n: int) -> tuple[np.dtype, bool]:
@@ -144,7 +157,8 @@ def pages_touched(plan: ReadPlan | None, page: int = PAGE) -> int:
     if offsets.size == 1:
         first = int(offsets[0]) // page
         return (int(offsets[0]) + length - 1) // page - first + 1
-    offsets = np.sort(offsets)
+    if np.any(offsets[1:] < offsets[:-1]):  # storage order: sorted already
+        offsets = np.sort(offsets)
     first = offsets // page
     last = (offsets + (length - 1)) // page
     shared = np.count_nonzero(first[1:] == last[:-1])
