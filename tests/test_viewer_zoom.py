@@ -325,3 +325,21 @@ def test_orthogonal_planes_zoom_about_the_crosshair(vol):
         c = np.bincount(cols).argmax() / lv.shape[1]
         assert 0.3 < r < 0.7 or lv.shape[0] < 6
         assert 0.3 < c < 0.7 or lv.shape[1] < 6
+
+
+def test_block_mean_of_a_fortran_order_slab_is_the_same():
+    a = np.random.default_rng(2).integers(0, 255, (64, 50), dtype=np.uint8)
+    f = np.asfortranarray(a)
+    assert np.array_equal(block_mean(f, (4, 3)), block_mean(a, (4, 3)))
+
+
+def test_pages_of_huge_gathers_are_counted_on_a_part_and_scaled(sparse4096, monkeypatch):
+    from nilazyview.viewer import reduce as red
+
+    img = nlv.load(sparse4096)
+    plan = img.read_plan(np.s_[5, :, :])  # 98304 one-byte runs, one page each
+    assert red.pages_counted(plan) == (98304, True)
+    monkeypatch.setattr(red, "EXACT_RUNS", 5000)
+    pages, exact = red.pages_counted(plan)
+    assert not exact and abs(pages - 98304) <= 98304 * 0.01
+    assert red.io_counts(plan, 1, (4096, 24))["pages_exact"] is False

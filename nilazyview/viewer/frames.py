@@ -87,6 +87,7 @@ class Frame:
             "wanted_bytes": io["wanted_bytes"],
             "touched_bytes": io["touched_bytes"],
             "pages": io["pages"],
+            "pages_exact": io["pages_exact"],
             "runs": io["runs"],
             "strategy": io["strategy"],
             "method": None if self.read_key is None else self.read_key[4],

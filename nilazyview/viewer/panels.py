@@ -118,7 +118,8 @@ def io_panel(
         rows.append(
             f"<b>this step</b> cache miss: wanted {step['wanted_bytes']:,} B, "
             f"read {step['bytes']:,} B from the source ({step['strategy']}, "
-            f"{step['runs']:,} run(s)), touched {step['pages']:,} pages "
+            f"{step['runs']:,} run(s)), touched {'' if step['pages_exact'] else '~'}"
+            f"{step['pages']:,} pages "
             f"({step['touched_bytes']:,} B)"
         )
     else:

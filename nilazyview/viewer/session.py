@@ -248,7 +248,8 @@ class ViewerSession(Navigation):
         idx = self._window_index(rkey)
         plan = slab_plan(self.img, idx) if self.img.is_proxy else None
         shape = reduce.read_shape(rkey[3], rkey[4])
-        return reduce.io_counts(plan, np.dtype(self.img.dtype).itemsize, shape)
+        stored = getattr(self.img.proxy, "stored_dtype", self.img.dtype)  # bytes in the file
+        return reduce.io_counts(plan, np.dtype(stored).itemsize, shape)
 
     def settings(self, view: vw.View | None = None) -> tuple:
         """Everything besides the slab that decides the encoded image (the view included)."""
