@@ -391,8 +391,9 @@ def old_viewer_tree(folder: str) -> str:
 
 def _run(script: str, pythonpath: str, *args) -> dict:
     env = dict(os.environ, PYTHONPATH=pythonpath, MPLBACKEND="agg")
-    out = subprocess.run(
+    out = subprocess.run(  # cwd: not a checkout, whose package 'python -c' would import first
         [sys.executable, "-c", script, *map(str, args)],
+        cwd=tempfile.gettempdir(),
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     if out.returncode:
