@@ -392,20 +392,27 @@ def _expected_voxel(path: Path, axis: int, index: int, shown, fy: float, fx: flo
     return tuple(int(np.floor(x + 0.5)) for x in ijk), aff
 
 
+CLICK_SPY = """(sel) => {
+  const img = document.querySelector(sel);
+  img.addEventListener('click', e => {
+    const r = img.getBoundingClientRect();
+    window.__nlvClick = {x: Math.round(e.clientX - r.left), y: Math.round(e.clientY - r.top),
+                         w: r.width, h: r.height};
+  }, {once: true});
+}"""
+
+
 def _click_and_check(page, path: Path, axis: int, index: int, fy: float, fx: float) -> dict:
     """Click the picture at fractions ``fy``, ``fx``; the readout must name the voxel there."""
     import nibabel as nib
 
     box = page.locator(IMG).first.bounding_box()
     x, y = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
-    # what ipyevents reports: whole CSS pixels from the box's corner
-    rect = page.evaluate(f"() => document.querySelector('{IMG}').getBoundingClientRect().toJSON()")
-    rx, ry = round(x - rect["left"]), round(y - rect["top"])
     _, shown = _view_line(page)
-    want, aff = _expected_voxel(path, axis, index, shown, ry / rect["height"], rx / rect["width"])
-    # a reduced frame (several voxels a pixel) may end in a narrower block: one voxel slack
     nat = page.evaluate(IMAGE_SHA)
-    reduced = sorted(hi - lo + 1 for lo, hi in shown.values()) != sorted([nat["w"], nat["h"]])
+    # where the browser says the click was, as ipyevents reports it to the kernel:
+    # whole CSS pixels from the image box's corner
+    page.evaluate(CLICK_SPY, IMG)
     before = page.locator(CLICK_README).first.inner_text()
     page.mouse.click(x, y)
     page.wait_for_function(
@@ -413,6 +420,11 @@ def _click_and_check(page, path: Path, axis: int, index: int, fy: float, fx: flo
         arg=[CLICK_README, before],
         timeout=30_000,
     )
+    at = page.evaluate("() => window.__nlvClick")
+    fy, fx = at["y"] / at["h"], at["x"] / at["w"]
+    want, aff = _expected_voxel(path, axis, index, shown, fy, fx)
+    # a reduced frame (several voxels a pixel) may end in a narrower block: one voxel slack
+    reduced = sorted(hi - lo + 1 for lo, hi in shown.values()) != sorted([nat["w"], nat["h"]])
     text = page.locator(CLICK_README).first.inner_text()
     m = re.search(r"voxel \((\d+), (\d+), (\d+)\).*world \(([-\d., ]+)\) mm.*value (\S+)", text)
     assert m, f"readout: {text!r}"
