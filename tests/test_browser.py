@@ -7,7 +7,8 @@ the hand-off button fills in the path; then zooms with the mouse wheel, pans wit
 and checks that the image changes and a click's readout names the voxel under the
 pointer (from the affine, with nibabel). Screenshots go to tests/artifacts/, the
 key-press latencies to tests/artifacts/browser_latency.json.
-``NLV_BROWSER_SAMPLE_GIB=4`` runs it on the 4 GiB demo phantom (default 0.2 GiB).
+``NLV_BROWSER_SAMPLE_GIB=4`` runs it on the 4 GiB demo phantom (default 0.2 GiB);
+``NLV_BROWSER_DATA_DIR`` keeps the samples in (and reuses them from) a folder.
 Recipe: shared/docs/browser-testing.md (in particular: wait on the kernel session).
 """
 
@@ -148,7 +149,8 @@ def lab(tmp_path_factory):
     """A throw-away JupyterLab on a copy of the demo notebook; yields its base URL."""
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
     tmp = tmp_path_factory.mktemp("nlv-lab")
-    root, state, data = tmp / "root", tmp / "state", tmp / "data"
+    root, state = tmp / "root", tmp / "state"
+    data = Path(os.environ.get("NLV_BROWSER_DATA_DIR") or tmp / "data")  # reuse a sample
     (root / "notebooks").mkdir(parents=True)
     (root / "scripts").mkdir()
     shutil.copy(ROOT / DEMO, root / DEMO)

@@ -400,9 +400,16 @@ class ViewerSession(Navigation):
     def value_at(
         self, voxel: tuple[int, ...], axis: int, index: int, volume: int = 0
     ) -> np.generic | None:
-        """The value at ``voxel`` if it is on the slab shown (``axis``, ``index``); reads it."""
+        """The value at ``voxel`` if it is on the slab shown (``axis``, ``index``).
+
+        From the frame when it shows every voxel, else read (one voxel) from the image.
+        """
         if self.screen is None or voxel[axis] != index:
             return None
+        if self.view is not None and self.view.steps == (1, 1) and self.dmap.axis == axis:
+            r, c = vw.to_frame(self.dmap, self.view, voxel)
+            if r is not None and c is not None:
+                return self.screen[r, c]
         idx = list(slab_index(self.img.shape, axis, index, volume))
         for a in range(min(3, len(self.img.shape))):
             idx[a] = int(voxel[a])
