@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_viewer.py [--dir DIR] [--keep] [--json OUT]
+    python benchmarks/bench_viewer.py [--dir DIR] [--keep] [--json OUT] [--only zoom]
 
 Writes a smooth procedural head phantom (1024 x 1024 x 512 int16, 1 GiB, real
 structure plus mild noise: not random data) slab by slab, then measures, with
@@ -174,7 +174,7 @@ def bench_steps(path: str, view) -> dict:
     res["paced_40ms_with_prefetch_median_ms"] = ms(statistics.median(paced))
     res["paced_hits"] = v.cache.hits
     res["slab_shape"] = list(v._screen.shape)
-    res["png_bytes_last"] = parts["bytes"]
+    res["png_bytes_last"] = parts["frame_bytes"]  # "bytes" is now what was read from disk
     plan = v.img.slicecopy.plan[..., 200]
     res["read_plan"] = plan.describe()
     v.close()
