@@ -343,3 +343,34 @@ def test_pages_of_huge_gathers_are_counted_on_a_part_and_scaled(sparse4096, monk
     pages, exact = red.pages_counted(plan)
     assert not exact and abs(pages - 98304) <= 98304 * 0.01
     assert red.io_counts(plan, 1, (4096, 24))["pages_exact"] is False
+
+
+def test_display_size_box_pixel_ratio_and_setter(vol):
+    path, _ = vol
+    v = view(path, prefetch=0, display_size=(60, 30))  # axial: 120 x 96 voxels
+    assert (int(v.image.width), int(v.image.height)) == (38, 30)
+    assert v.last_step["steps"] == (3, 3) and v.last_step["frame_px"] == (32, 40)
+    hi = view(path, prefetch=0, display_size=(60, 30), pixel_ratio=2)
+    assert hi.last_step["steps"] == (1, 1) and hi.last_step["frame_px"] == (96, 120)
+    v.display_size = 240
+    assert (int(v.image.width), int(v.image.height)) == (240, 192)
+    assert v.last_step["steps"] == (1, 1)
+    with pytest.raises(ValueError):
+        v.display_size = 0
+
+
+def test_in_memory_and_2d_images_zoom(vol):
+    _, arr = vol
+    v = view(arr.astype(np.float32), display_size=40)  # identity affine: RAS
+    v.zoom = 2
+    v.center = (30, 70)
+    st = v.last_step
+    assert not st["cached"] and st["bytes"] == 0 and st["method"] == "mean"
+    ref = oracle(arr, 2, v.index, st["shown"], st["steps"], "mean")
+    exp = ref.T[::-1]  # RAS: x across, y up
+    assert np.array_equal(levels_of(v.image.value), render.to_levels(exp, *v.window))
+    flat = view(np.arange(60 * 40, dtype=np.float64).reshape(60, 40), display_size=30)
+    flat.zoom = 3
+    assert flat.error.value == "" and flat.last_step["frame_px"][0] >= 1
+    flat.axis = 0
+    assert flat.error.value == ""
