@@ -374,3 +374,20 @@ def test_in_memory_and_2d_images_zoom(vol):
     assert flat.error.value == "" and flat.last_step["frame_px"][0] >= 1
     flat.axis = 0
     assert flat.error.value == ""
+
+
+def test_neighbouring_slices_share_one_reduction_grid(vol):
+    path, _ = vol
+    v = view(path, prefetch=2, display_size=40)
+    v.zoom = 1.5
+    v.center = (50.3, 41.7)
+    first = v.last_step
+    for i in range(SHAPE[2]):
+        v.index = i
+        st = v.last_step
+        assert (st["shown"], st["steps"], st["method"]) == (
+            first["shown"], first["steps"], first["method"]
+        )  # fmt: skip
+    for (lo, _), s in zip(first["shown"], first["steps"], strict=True):
+        assert lo % s == 0  # blocks start on the volume's grid
+    v.close()

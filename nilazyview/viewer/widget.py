@@ -76,6 +76,9 @@ class SliceViewer(widgets.VBox):
 
     Notes
     -----
+    Frames are made at display resolution from the window in view only: the mouse
+    wheel zooms about the pointer, a drag pans, a double-click (or ``v.reset()``)
+    shows the whole slab; ``v.zoom`` and ``v.center`` do the same from code.
     Errors (a file that is not an image, a file removed while viewed) are shown in
     the widget (``v.error``), never raised from interactions.
     """
