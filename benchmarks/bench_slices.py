@@ -12,7 +12,7 @@ Readers (every one returns a new, native-order array equal to the others):
 
 * ``nilazyview``: ``img.slicecopy[index]`` on a loaded image (the source's
   file handle and map are open). An index of integers and ``:`` is planned
-  once per pattern (:mod:`nilazyview.pattern`); each call matches the pattern,
+  once per pattern (:mod:`nilazyview.core.pattern`); each call matches the pattern,
   computes the file offset and reads.
 * ``nibabel``: ``img.dataobj[index]`` (nibabel's ArrayProxy).
 * ``memmap``: ``numpy.memmap(path, ..., mode="r")[index].copy()`` on one

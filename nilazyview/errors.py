@@ -72,8 +72,8 @@ class NilazyviewWarning(UserWarning):
     """Base class of the warnings nilazyview gives (filter them all with this class)."""
 
 
-class HeaderWarning(NilazyviewWarning):
-    """A file's metadata was odd and a fallback was used (an SPM ``.mat``, MINC spacing)."""
+class MalformedFileWarning(NilazyviewWarning):
+    """A file breaks its format's rules in a way nilazyview reads sensibly anyway."""
 
 
 class CacheWarning(NilazyviewWarning, RuntimeWarning):
@@ -91,17 +91,12 @@ class MissingExtraError(ImportError):
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _outside_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside this package (the user's line)."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def warn(message: str, category: type[Warning] = NilazyviewWarning) -> None:
-    """Warn with the user's line as the location: the first caller outside nilazyview."""
-    warnings.warn(message, category, stacklevel=_outside_stacklevel())
+    """Warn with the stack level of the first caller outside nilazyview (the user's line)."""
+    frame, level = sys._getframe(1), 2  # level 2: the frame that called warn()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def require(module: str, extra: str, what: str, package: str = "") -> types.ModuleType:

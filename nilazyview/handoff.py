@@ -71,7 +71,7 @@ def temp_folder() -> str:
     """The private (0700) folder of this process's temporary copies.
 
     Named ``nilazyview-{host}-{pid}-{random}``; creating it first removes the
-    folders of ended processes (see :mod:`nilazyview.io.leftovers`).
+    folders of ended processes (see :mod:`nilazyview.fs.leftovers`).
     """
     global _folder, _folder_pid
     with _lock:

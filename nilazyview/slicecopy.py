@@ -44,7 +44,7 @@ class SliceCopy:
     On a proxied image only the needed bytes are read and the image stays a
     proxy; on an in-memory image the result is a copy of the array's slice.
 
-    ``slicecopy.plan[index]`` returns the :class:`~nilazyview.plan.ReadPlan`
+    ``slicecopy.plan[index]`` returns the :class:`~nilazyview.core.plan.ReadPlan`
     (strategy, runs, bytes) without reading; ``slicecopy.raw[index]`` returns
     stored values without scaling.
     """

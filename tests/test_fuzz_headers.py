@@ -58,7 +58,10 @@ GET_DATA_MAX = 4 * 2**20
 #: Seconds one case may take (load, a few slices, get_data of at most GET_DATA_MAX).
 HANG_S = 5.0
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # absurd scalings overflow
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # absurd scalings overflow
+    pytest.mark.filterwarnings("ignore::nilazyview.MalformedFileWarning"),  # vox_offset 0
+]
 
 
 # --- the contract ------------------------------------------------------------------

@@ -172,3 +172,49 @@ def test_mgh_to_nifti_and_pickle(tmp_path):
     assert clone.header == img.header and clone.header.kind == "mgh"
     np.testing.assert_array_equal(clone.affine, img.affine)
     np.testing.assert_array_equal(clone.slicecopy[1], ref.get_fdata()[1])
+
+
+def _mgh_4d(path, tr_ms):
+    data = np.arange(4 * 5 * 3 * 2, dtype=np.float32).reshape(4, 5, 3, 2)
+    img = nib.MGHImage(data, np.diag([2.0, 2.0, 3.0, 1.0]))
+    img.header.set_zooms((2.0, 2.0, 3.0, tr_ms))
+    nib.save(img, path)
+    return data
+
+
+@pytest.mark.parametrize("tr_ms", [2000.0, 2300.0, 735.5])
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".hdr"])
+def test_tr_carries_mgh_to_nifti_and_back(tmp_path, tr_ms, ext):
+    """MGH's TR (ms) becomes NIfTI's pixdim[4] in seconds, units mm and s, and back."""
+    src = str(tmp_path / "src.mgz")
+    data = _mgh_4d(src, tr_ms)
+    assert float(nib.load(src).header["tr"]) == tr_ms
+    out = nlv.save(nlv.load(src), str(tmp_path / ("out" + ext)))
+    ref = nib.load(out)
+    assert ref.header.get_xyzt_units() == ("mm", "sec")
+    assert np.float32(ref.header.get_zooms()[3] * 1000) == np.float32(tr_ms)
+    np.testing.assert_array_equal(np.asanyarray(ref.dataobj), data)
+    back = nlv.save(nlv.load(out), str(tmp_path / "back.mgh"))
+    assert float(nib.load(back).header["tr"]) == tr_ms
+
+
+@pytest.mark.parametrize(
+    ("units", "step", "tr_ms"),
+    [("sec", 2.5, 2500.0), ("msec", 735.0, 735.0), ("usec", 2e6, 2000.0), ("unknown", 1.5, 1500.0)],
+)
+def test_tr_carries_nifti_to_mgh(tmp_path, units, step, tr_ms):
+    src = str(tmp_path / "src.nii")
+    img = nib.Nifti1Image(np.zeros((3, 4, 5, 2), np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
+    img.header.set_zooms((2.0, 2.0, 2.0, step))
+    img.header.set_xyzt_units("mm", units)
+    nib.save(img, src)
+    out = nlv.save(nlv.load(src), str(tmp_path / "out.mgz"))
+    assert float(nib.load(out).header["tr"]) == tr_ms
+    assert nib.load(out).header.get_zooms()[3] == tr_ms  # nibabel: MGH zooms in ms
+
+
+def test_3d_nifti_without_time_units_gives_no_tr(tmp_path):
+    src = str(tmp_path / "src.nii")
+    nib.save(nib.Nifti1Image(np.zeros((3, 4, 5), np.int16), np.eye(4)), src)
+    out = nlv.save(nlv.load(src), str(tmp_path / "out.mgh"))
+    assert float(nib.load(out).header["tr"]) == 0.0

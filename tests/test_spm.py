@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import nilazyview as nlv
+from nilazyview.formats import registry
 
 scipy_io = pytest.importorskip("scipy.io")
 
@@ -288,3 +289,22 @@ def test_failed_mat_write_leaves_the_whole_pair_as_it_was(spm, monkeypatch):
     with pytest.raises(OSError):
         nlv.save(img, spm)
     assert files() == before  # same names (no partial left), same bytes
+
+
+@pytest.mark.parametrize("ext", [".img.gz", ".hdr.gz"])
+def test_gzipped_pair_reads_and_writes_mat_gz(tmp_path, ext):
+    """nibabel writes ``x.mat.gz`` beside ``x.hdr.gz``/``x.img.gz``; both ways here."""
+    src = str(tmp_path / ("src" + ext))
+    nib.save(nib.Spm2AnalyzeImage(_array(), _rotated()), src)
+    assert os.path.exists(tmp_path / "src.mat.gz") and not os.path.exists(tmp_path / "src.mat")
+    img = nlv.load(src)
+    np.testing.assert_allclose(img.affine, nib.load(src).affine, atol=1e-12)
+    assert img.files["mat"].endswith("src.mat.gz")
+    out = nlv.save(img, str(tmp_path / "out.hdr.gz"))
+    assert os.path.exists(tmp_path / "out.mat.gz") and not os.path.exists(tmp_path / "out.mat")
+    back = nib.load(out)  # nibabel finds the .mat.gz we wrote
+    np.testing.assert_allclose(back.affine, _rotated(), atol=1e-12)
+    np.testing.assert_array_equal(np.asanyarray(back.dataobj), _array())
+    np.testing.assert_allclose(nlv.load(out).affine, _rotated(), atol=1e-12)
+    written = registry.for_writing(out).written_files(out)  # what the hand-off removes
+    assert str(tmp_path / "out.mat.gz") in written

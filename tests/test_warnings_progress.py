@@ -20,7 +20,7 @@ def _caught(call):
     return result, [w for w in caught if issubclass(w.category, nlv.NilazyviewWarning)]
 
 
-def test_spm_mat_warning_is_a_header_warning_at_the_callers_line(tmp_path):
+def test_spm_mat_warning_is_a_malformed_file_warning_at_the_callers_line(tmp_path):
     scipy_io = pytest.importorskip("scipy.io")
     nib = pytest.importorskip("nibabel")
     nib.save(nib.Spm2AnalyzeImage(np.zeros((2, 3, 4), np.int16), np.eye(4)), tmp_path / "a.img")
@@ -29,7 +29,7 @@ def test_spm_mat_warning_is_a_header_warning_at_the_callers_line(tmp_path):
     line = sys._getframe().f_lineno - 1
     assert img.shape == (2, 3, 4)
     assert len(ours) == 1
-    assert issubclass(ours[0].category, nlv.HeaderWarning)
+    assert issubclass(ours[0].category, nlv.MalformedFileWarning)
     assert (ours[0].filename, ours[0].lineno) == (__file__, line)
 
 
@@ -153,6 +153,6 @@ def test_spm_without_scipy_names_the_extra(tmp_path, monkeypatch):
     nib.save(nib.Spm2AnalyzeImage(np.zeros((2, 3, 4), np.int16), np.eye(4)), tmp_path / "s.img")
     monkeypatch.setitem(sys.modules, "scipy.io", None)
     _, ours = _caught(lambda: nlv.load(tmp_path / "s.hdr"))
-    assert [w.category for w in ours] == [nlv.HeaderWarning]
+    assert [w.category for w in ours] == [nlv.NilazyviewWarning]
     assert 'pip install "nilazyview[spm]"' in str(ours[0].message)
     assert ours[0].filename == __file__

@@ -13,11 +13,12 @@ from ..core.plan import ReadPlan, plan_read
 from ..core.values import Scaling
 from ..sources import ByteSource, FileIdentity, check_unchanged
 from .execute import execute, execute_pattern
+from .protocol import ArrayLike
 
 _RAW = Scaling()
 
 
-class ArrayProxy:
+class ArrayProxy(ArrayLike):
     """Lazy array: a :class:`DiskLayout` in a :class:`ByteSource`, with read scaling.
 
     Pickles as its layout, scaling and the source's opener arguments.
@@ -44,10 +45,6 @@ class ArrayProxy:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.layout.shape
-
-    @property
-    def ndim(self) -> int:
-        return self.layout.ndim
 
     @property
     def dtype(self) -> np.dtype:
@@ -117,10 +114,6 @@ class ArrayProxy:
         return execute(plan, source, self.scaling, raw=raw)
 
     __getitem__ = read
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def __reduce__(self):
         return (ArrayProxy, (self.layout, self.source, self.scaling, self.watch))

@@ -1,4 +1,4 @@
-"""Execute a :class:`~nilazyview.plan.ReadPlan` against a byte source."""
+"""Execute a :class:`~nilazyview.core.plan.ReadPlan` against a byte source."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..core.indexing import canonical_index
 from ..errors import ImageFileError, UnsupportedFormatError
 from ..sources import FileIdentity, check_unchanged
+from .protocol import ArrayLike
 
 
 def h5py_module():
@@ -58,7 +59,7 @@ class H5Opener:
             f.close()
 
 
-class H5DatasetArray:
+class H5DatasetArray(ArrayLike):
     """Stored values of a chunked or filtered dataset, sliced through h5py (C order)."""
 
     layout = None
@@ -72,10 +73,6 @@ class H5DatasetArray:
         self.source = source
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
 
     @property
     def stored_dtype(self) -> np.dtype:

@@ -10,10 +10,10 @@ import numpy as np
 from ..core.layout import DiskLayout
 from ..core.plan import ReadPlan
 from ..core.values import ValueMap
-from .protocol import LazyArray
+from .protocol import ArrayLike, LazyArray
 
 
-class MappedArray:
+class MappedArray(ArrayLike):
     """Values of ``raw`` (a :class:`LazyArray` read as stored values) through ``value_map``.
 
     Used where the map cannot run chunk by chunk inside the executor (it depends
@@ -27,10 +27,6 @@ class MappedArray:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.raw.shape
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
 
     @property
     def stored_dtype(self) -> np.dtype:
@@ -72,12 +68,6 @@ class MappedArray:
     def read(self, index=..., raw: bool = False) -> np.ndarray:
         values = self.raw.read(index, raw=True)
         return values if raw else self.scaling.map(values, index, self.shape)
-
-    __getitem__ = read
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"MappedArray({self.name!r}, shape={self.shape}, dtype={self.dtype})"

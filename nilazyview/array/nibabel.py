@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..core.indexing import canonical_index
+from ..core.indexing import canonical_index, simple_box
 from ..errors import ImageFileError, UnsupportedFormatError, require
+from .protocol import ArrayLike
 
 if TYPE_CHECKING:
     import nibabel
@@ -25,7 +26,7 @@ def nibabel_module(what: str = "nibabel interoperability"):
     return require("nibabel", "nibabel", what)
 
 
-class NibabelProxy:
+class NibabelProxy(ArrayLike):
     """Lazy array reading through a nibabel ``dataobj`` (its own proxy slicing).
 
     Results are new native-order arrays of one dtype (that of a one-voxel read).
@@ -66,10 +67,6 @@ class NibabelProxy:
         return tuple(int(n) for n in self.dataobj.shape)
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def dtype(self) -> np.dtype:
         """Type of the values read (nibabel's scaled type, native byte order)."""
         if self._dtype is None:
@@ -103,17 +100,23 @@ class NibabelProxy:
         raise TypeError(f"{self.name}: reads go through nibabel; there is no byte layout")
 
     def read(self, index=..., raw: bool = False) -> np.ndarray:
-        """A new array of ``dataobj[index]`` (``raw``: unscaled, when nibabel offers it)."""
+        """A new array of ``dataobj[index]`` (``raw``: unscaled, when nibabel offers it).
+
+        nibabel's proxies see only integers and positive-step slices within the
+        shape (some mishandle other slices); reversal and new axes are applied here.
+        """
         cidx = canonical_index(index, self.shape)  # numpy's basic-indexing rules and errors
+        box, post = simple_box(cidx)
         if raw:
             unscaled = getattr(self.dataobj, "_get_unscaled", None)
             if unscaled is None:
                 raise TypeError(f"{self.name}: nibabel gives no stored values here")
-            arr = self._call(lambda: np.asarray(unscaled(index)))
-            return np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True)
+            arr = self._call(lambda: np.asarray(unscaled(box)))
+            return np.array(arr[post], dtype=arr.dtype.newbyteorder("="), copy=True)
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype)
-        return self._call(lambda: np.array(self.dataobj[index], dtype=self.dtype, copy=True))
+        arr = self._call(lambda: np.asarray(self.dataobj[box]))
+        return np.array(arr[post], dtype=self.dtype, copy=True)
 
     def _call(self, read):
         """``read()``, with nibabel's failures (file gone or cut, bad gzip) as ImageFileError."""
@@ -125,12 +128,6 @@ class NibabelProxy:
             raise ImageFileError(
                 f"{self.name}: nibabel could not read the data ({type(exc).__name__}: {exc})"
             ) from exc
-
-    __getitem__ = read
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.read()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"NibabelProxy({self.name!r}, shape={self.shape})"
@@ -154,7 +151,7 @@ def read_as(proxy: LazyArray, dtype: np.dtype, index=...) -> np.ndarray:
     return out
 
 
-class NilazyviewDataobj:
+class NilazyviewDataobj(ArrayLike):
     """nibabel's array-proxy protocol over a :class:`LazyArray` (``img.dataobj``).
 
     As nibabel's ``ArrayProxy``: ``dtype`` is the stored type when the values
@@ -175,10 +172,6 @@ class NilazyviewDataobj:
         return tuple(self.proxy.shape)
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def dtype(self) -> np.dtype:
         """The stored type (nibabel's ``ArrayProxy.dtype``), or the values' when not linear."""
         return self.proxy.stored_dtype if self._linear is not None else self.proxy.dtype
@@ -196,7 +189,7 @@ class NilazyviewDataobj:
         """True when values are the stored values times ``slope`` plus ``inter``."""
         return self._linear is not None
 
-    def __getitem__(self, index) -> np.ndarray:
+    def read(self, index=...) -> np.ndarray:
         return self.proxy.read(index)
 
     def get_unscaled(self) -> np.ndarray:

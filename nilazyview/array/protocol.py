@@ -71,3 +71,19 @@ class LazyArray(Protocol):
     def stored_chunks(self, chunk_bytes: int) -> Iterator[memoryview]:
         """The stored bytes in storage order, about ``chunk_bytes`` at a time (needs a layout)."""
         ...
+
+
+class ArrayLike:
+    """``ndim``, ``array[index]`` and ``numpy.asarray(array)`` for a lazy array, from
+    its ``shape`` and ``read`` (a mixin of the implementations below)."""
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.read(index)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        arr = self.read()
+        return arr if dtype is None else arr.astype(dtype, copy=False)

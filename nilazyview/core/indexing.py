@@ -136,3 +136,23 @@ def canonical_index(index, shape: tuple[int, ...]) -> CanonicalIndex:
             axes.append(AxisSelection(i % size, 1, 1, keep=False))
         items.append(ax)
     return CanonicalIndex(tuple(shape), tuple(axes), tuple(items))
+
+
+def simple_box(cidx: CanonicalIndex) -> tuple[tuple, tuple]:
+    """(box, post) with ``stored[box][post] == stored[index]`` for the index of ``cidx``.
+
+    ``box`` holds only integers and slices with non-negative bounds and a positive
+    step (what any reader handles); ``post`` reverses negative steps and inserts
+    new axes on the (small) box-shaped result.
+    """
+    box: list = []
+    kept: dict[int, slice] = {}
+    for ax, sel in enumerate(cidx.axes):
+        if not sel.keep:
+            box.append(sel.start)
+            continue
+        step = abs(sel.step) if sel.count > 1 else 1
+        box.append(slice(sel.lo, sel.hi, step) if sel.count else slice(0, 0))
+        kept[ax] = slice(None, None, -1) if sel.reversed else slice(None)
+    post = tuple(None if it is None else kept[it] for it in cidx.items if it is None or it in kept)
+    return tuple(box), post

@@ -4,10 +4,10 @@
 code index with integers, ``:`` and ``...`` only. For such an index the planner's choice (box shape,
 strategy, runs) depends on which axes hold integers, never on their values:
 an integer selects one element whatever it is. So the pattern is planned once
-with :func:`~nilazyview.plan.plan_read`, and each read then only needs the file
+with :func:`~nilazyview.core.plan.plan_read`, and each read then only needs the file
 offset of its first byte, computed by :func:`match_pattern`.
 
-Pure: no file is touched. :mod:`nilazyview.proxy` executes pattern plans.
+Pure: no file is touched. :mod:`nilazyview.array.bytes` executes pattern plans.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything here is pure: no file is touched. :func:`plan_read` picks, among a
 few candidate *boxes* (strided sub-arrays of the stored array), the one whose
 runs of contiguous bytes cost least under a :class:`ReadHeuristic`; the
-executor in :mod:`nilazyview.execute` then reads the box and applies ``post``.
+executor in :mod:`nilazyview.array.execute` then reads the box and applies ``post``.
 """
 
 from __future__ import annotations

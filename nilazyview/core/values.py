@@ -110,13 +110,55 @@ class Scaling:
         return np.dtype(np.float64)
 
     def apply(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """Write ``src * slope + inter`` into ``dst`` (computed in ``dst``'s type)."""
+        """Write ``src * slope + inter`` into ``dst``, rounded once to ``dst``'s type.
+
+        Computed in float64 (complex128), as nibabel does, a block of at most
+        :data:`BLOCK_ITEMS` elements at a time, so float32 values equal
+        ``np.float32`` of nibabel's float64 values and memory stays bounded.
+        """
         if self.is_identity or dst.dtype.kind not in "fc":
             np.copyto(dst, src, casting="unsafe")
             return
-        np.multiply(src, self.slope, out=dst, dtype=dst.dtype, casting="unsafe")
-        if self.inter:
-            np.add(dst, self.inter, out=dst, dtype=dst.dtype, casting="unsafe")
+        wide = np.dtype(np.complex128 if dst.dtype.kind == "c" else np.float64)
+        if dst.dtype == wide:  # one rounding per operation, as nibabel
+            _scale(src, dst, self.slope, self.inter)
+            return
+        scratch = np.empty(min(src.size, BLOCK_ITEMS), wide)
+        for s, d in _blocks(src, dst, BLOCK_ITEMS):
+            # the product in float64 (in dst's memory order: no strided loops), then
+            # the sum, computed in float64 and rounded once as it is stored in dst
+            order = "F" if d.flags.f_contiguous and not d.flags.c_contiguous else "C"
+            tmp = scratch[: s.size].reshape(s.shape, order=order)
+            np.multiply(s, self.slope, out=tmp, dtype=wide, casting="unsafe")
+            if self.inter:
+                np.add(tmp, self.inter, out=d, dtype=wide, casting="unsafe")
+            else:  # no sum (as nibabel: a -0.0 product stays -0.0)
+                np.copyto(d, tmp, casting="unsafe")
+
+
+#: Elements scaled per float64 block (2 MiB of scratch).
+BLOCK_ITEMS = 2**18
+
+
+def _scale(src: np.ndarray, dst: np.ndarray, slope: float, inter: float) -> None:
+    np.multiply(src, slope, out=dst, dtype=dst.dtype, casting="unsafe")
+    if inter:
+        np.add(dst, inter, out=dst, dtype=dst.dtype, casting="unsafe")
+
+
+def _blocks(src: np.ndarray, dst: np.ndarray, items: int):
+    """Pairs of matching sub-arrays of ``src`` and ``dst``, each of at most ``items``."""
+    if src.size <= items:
+        yield src, dst
+        return
+    # split the slowest axis of dst's memory order that has more than one element
+    axes = range(src.ndim - 1, -1, -1) if dst.flags.f_contiguous else range(src.ndim)
+    axis = next(ax for ax in axes if src.shape[ax] > 1)
+    n = src.shape[axis]
+    per = max(1, items // (src.size // n))
+    for lo in range(0, n, per):
+        sub = (slice(None),) * axis + (slice(lo, lo + per),)
+        yield from _blocks(src[sub], dst[sub], items)
 
 
 @dataclass(frozen=True)

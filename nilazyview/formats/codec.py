@@ -36,11 +36,26 @@ class Opened:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Units and time step an image's header states, in a form every format can write.
+
+    ``space`` is the spatial unit ("mm", "meter", "micron") or None when not stated;
+    ``tr`` the time between volumes in seconds, or None.
+    """
+
+    space: str | None = None
+    tr: float | None = None
+
+
+@dataclass(frozen=True)
 class ToWrite:
     """An image to encode: its facts and where its values come from.
 
     ``data`` is the in-memory array (values), else ``array`` is read; ``files``
-    are the files the image came from (a format may carry a sidecar over).
+    are the files the image came from (a format may carry a sidecar over);
+    ``timing`` is what the source's format states (units, TR), for a target of
+    another format to carry over; ``version`` the format version the user asked for
+    (NIfTI: 1 or 2), None to let the format choose.
     """
 
     shape: tuple[int, ...]
@@ -50,6 +65,8 @@ class ToWrite:
     data: np.ndarray | None
     array: LazyArray | None
     files: dict[str, str] = field(default_factory=dict)
+    timing: Timing = field(default_factory=Timing)
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,10 @@ class FormatCodec(Protocol):
 
     def zooms(self, header: Header, ndim: int) -> list[float]:
         """Voxel sizes (and a time step for 4D) as the header states them."""
+        ...
+
+    def timing(self, header: Header, ndim: int) -> Timing:
+        """Spatial unit and repetition time (seconds) that ``header`` states."""
         ...
 
     def written_files(self, path: str) -> list[str]:

@@ -15,7 +15,7 @@ from ..core.header import Header
 from ..core.layout import DiskLayout
 from ..errors import HeaderError, UnsupportedFormatError
 from ..sources import open_source
-from .codec import Encoded, FileToWrite, Opened, ToWrite, check_data_fits
+from .codec import Encoded, FileToWrite, Opened, Timing, ToWrite, check_data_fits
 
 DATA_OFFSET = 284
 HEADER_FIELDS = np.dtype(
@@ -179,13 +179,24 @@ def storage_dtype(dtype: np.dtype) -> np.dtype:
     raise UnsupportedFormatError(f"MGH cannot store data of type {dtype} (real numbers only)")
 
 
+def timing_of(hdr: Header) -> Timing:
+    """MGH geometry is in mm; ``tr`` (ms in the footer; 0 when unset) in seconds."""
+    tr = float(hdr["tr"])
+    return Timing("mm", tr / 1000.0 if np.isfinite(tr) and tr > 0 else None)
+
+
 def build_header(
-    src: Header | None, shape: tuple[int, ...], dtype: np.dtype, affine: np.ndarray
+    src: Header | None,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    affine: np.ndarray,
+    timing: Timing | None = None,
 ) -> tuple[bytes, bytes]:
     """(header bytes padded to the data offset, footer bytes) for an MGH file.
 
     The geometry is set from ``affine`` as nibabel does; ``dof`` and the footer
-    fields (TR, flip angle, TE, TI, FOV) carry over from an MGH ``src``.
+    fields (TR, flip angle, TE, TI, FOV) carry over from an MGH ``src``, else the
+    TR from ``timing`` (another format's, in seconds).
     """
     if len(shape) > 4:
         raise UnsupportedFormatError(f"MGH holds at most 4 dimensions, not {len(shape)}")
@@ -194,6 +205,8 @@ def build_header(
     rec = np.zeros((), RECORD)
     if src is not None and src.kind == "mgh":
         rec[...] = src.record
+    elif timing is not None and timing.tr is not None:
+        rec["tr"] = timing.tr * 1000.0
     dims = tuple(shape) + (1,) * (4 - len(shape))
     rec["version"] = 1
     rec["dims"] = dims
@@ -257,6 +270,9 @@ class MGHCodec:
         identity = {"header": src.identity, "image": src.identity}
         return Opened(ArrayProxy(layout, src), affine_of(hdr), hdr, files, identity)
 
+    def timing(self, header: Header, ndim: int) -> Timing:
+        return timing_of(header)
+
     def written_files(self, path: str) -> list[str]:
         return [path]
 
@@ -264,8 +280,10 @@ class MGHCodec:
         """Values are written scaled, converted to an MGH type (see :func:`storage_dtype`)."""
         if not item.shape:
             raise UnsupportedFormatError("MGH cannot store a 0-d array")
+        if item.version is not None:
+            raise UnsupportedFormatError(f"{path}: MGH has no versions to choose from")
         target = storage_dtype(item.dtype)
-        head, foot = build_header(item.header, item.shape, target, item.affine)
+        head, foot = build_header(item.header, item.shape, target, item.affine, item.timing)
         gz = path.lower().endswith((".mgz", ".gz"))
         check = _fits_int32 if np.dtype(item.dtype).kind in "iu" and target == CODES[1] else None
         return Encoded((FileToWrite(path, gz, head, True, foot),), target, check=check)

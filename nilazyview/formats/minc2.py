@@ -22,9 +22,15 @@ from ..array.mapped import MappedArray
 from ..core.header import Header
 from ..core.layout import DiskLayout
 from ..core.values import MincScaling
-from ..errors import HeaderError, HeaderWarning, ImageFileError, UnsupportedFormatError, warn
+from ..errors import (
+    HeaderError,
+    ImageFileError,
+    MalformedFileWarning,
+    UnsupportedFormatError,
+    warn,
+)
 from ..sources import FileIdentity, FileSource
-from .codec import Encoded, Opened, ToWrite
+from .codec import Encoded, Opened, Timing, ToWrite
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_DIMS = 8
@@ -115,7 +121,8 @@ def read_info(f, path: str) -> dict:
             raise UnsupportedFormatError(f"{path}: irregular spacing of {name!r} is not supported")
         if spacing != b"regular__":
             warn(
-                f"{path}: invalid spacing {spacing!r} for {name!r}; assuming regular", HeaderWarning
+                f"{path}: invalid spacing {spacing!r} for {name!r}; assuming regular",
+                MalformedFileWarning,
             )
         dims.append(attrs)
     dtype = np.dtype(image.dtype)
@@ -342,6 +349,16 @@ class Minc2Codec:
 
     def open(self, path: str) -> Opened:
         return open_minc2(path)
+
+    def timing(self, header: Header, ndim: int) -> Timing:
+        """MINC world coordinates are in mm; a ``time`` step is the TR (s) when time is the
+        fourth axis of the array (where other formats keep their TR)."""
+        names = getattr(header, "dim_names", [])
+        if len(names) >= 4 and names[3] == "time":
+            step = abs(float(header["step"][3]))
+            if np.isfinite(step) and step > 0:
+                return Timing("mm", step)
+        return Timing("mm")
 
     def written_files(self, path: str) -> list[str]:
         return [path]

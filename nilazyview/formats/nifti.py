@@ -12,8 +12,9 @@ import numpy as np
 
 from ..core.header import Extension, Header
 from ..core.values import Scaling
-from ..errors import HeaderError, UnsupportedFormatError
+from ..errors import HeaderError, MalformedFileWarning, UnsupportedFormatError, warn
 from . import affines
+from .codec import Timing
 from .datatypes import code_for_dtype, dtype_for_code
 from .headers import DTYPES, PAIR_MAGIC, SINGLE_MAGIC
 
@@ -136,7 +137,11 @@ def stored_dtype(hdr: Header, path: str) -> np.dtype:
 
 
 def data_offset(hdr: Header, path: str, single: bool) -> int:
-    """Byte offset of the data in the data file (``vox_offset``, checked)."""
+    """Byte offset of the data in the data file (``vox_offset``, checked).
+
+    A single file with ``vox_offset`` 0 (malformed: the data would overlap the
+    header) is read from the header's end, with a :class:`MalformedFileWarning`.
+    """
     off = float(hdr["vox_offset"])
     if not math.isfinite(off) or off < 0 or off != int(off):
         raise HeaderError(f"{path}: field 'vox_offset' is {off}, not a non-negative integer")
@@ -144,6 +149,12 @@ def data_offset(hdr: Header, path: str, single: bool) -> int:
     if single:
         minimum = SINGLE_OFFSET[hdr.kind]
         if off == 0:
+            warn(
+                f"{path}: field 'vox_offset' is 0, which puts the data inside the header; "
+                f"reading the data from byte {minimum}, the end of the header "
+                "(nibabel and ITK read the header bytes as data)",
+                MalformedFileWarning,
+            )
             return minimum
         if off < minimum:
             raise HeaderError(
@@ -168,7 +179,11 @@ def scaling_of(hdr: Header) -> Scaling:
 
 
 def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
-    """Voxel-to-world affine by the NIfTI rules (sform, else qform, else pixdim)."""
+    """Voxel-to-world affine by the NIfTI rules (sform, else qform, else pixdim).
+
+    Without either (method 1) the affine is nibabel's: ``|pixdim|`` as voxel sizes,
+    x flipped, the centre voxel at 0. Analyze follows SPM (signed pixdim, origin).
+    """
     pixdim = np.asarray(hdr["pixdim"], dtype=np.float64)
     if hdr.kind == "analyze":
         dims = np.ones(3)
@@ -183,7 +198,37 @@ def affine_of(hdr: Header, shape: tuple[int, ...]) -> np.ndarray:
         quat = (hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"])
         offs = (hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"])
         return affines.qform_affine(quat, offs, pixdim)
-    return affines.base_affine(shape, pixdim[1 : len(shape) + 1])
+    # method 1 (no qform, no sform): sizes are magnitudes, as nibabel reads them (SPM's
+    # Analyze rule above instead lets a negative pixdim[1] cancel the x flip)
+    return affines.base_affine(shape, np.abs(pixdim[1 : len(shape) + 1]))
+
+
+_SPACE_UNITS = {1: "meter", 2: "mm", 3: "micron"}
+_SPACE_CODES = {v: k for k, v in _SPACE_UNITS.items()}
+_SECONDS_PER = {8: 1.0, 16: 1e-3, 24: 1e-6}  # xyzt_units time codes: s, ms, us
+
+
+def timing_of(hdr: Header, ndim: int) -> Timing:
+    """Spatial unit and TR (seconds) from ``xyzt_units`` and ``pixdim[4]``.
+
+    With a time unit stated, ``pixdim[4]`` is the TR whatever the dimensions (as
+    FreeSurfer reads it); without one, only for 4D+ images, taken as seconds.
+    """
+    units = 0 if hdr.kind == "analyze" else int(hdr["xyzt_units"])
+    code = units & 0x38
+    scale = _SECONDS_PER.get(code, 1.0 if code == 0 and ndim >= 4 else None)
+    step = float(hdr["pixdim"][4])
+    tr = step * scale if scale is not None and math.isfinite(step) and step > 0 else None
+    return Timing(_SPACE_UNITS.get(units & 7), tr)
+
+
+def _set_timing(rec: np.ndarray, timing: Timing) -> None:
+    """Store a foreign header's units and TR (seconds) in ``xyzt_units``/``pixdim[4]``."""
+    units = _SPACE_CODES.get(timing.space, 0)
+    if timing.tr is not None:
+        rec["pixdim"][4] = timing.tr
+        units |= 8
+    rec["xyzt_units"] = units
 
 
 def parse_extensions(block: bytes, endian: str, path: str) -> list[Extension]:
@@ -236,6 +281,30 @@ def _set_affine(rec: np.ndarray, affine: np.ndarray, old: np.ndarray | None) -> 
     rec["qform_code"] = rec["qform_code"] or (rec["sform_code"] if rec["sform_code"] else 2)
 
 
+def nifti_kind(
+    src: Header | None, shape: tuple[int, ...], scaling: Scaling, version: int | None = None
+) -> str:
+    """The NIfTI kind a save writes ("nifti1" or "nifti2").
+
+    ``version`` (1 or 2) if given; else a NIfTI-2 ``src`` stays NIfTI-2; else
+    NIfTI-1 unless a dimension exceeds int16 or the scaling is not exact in
+    float32 (NIfTI-1 stores it as float32).
+    """
+    big = max(shape, default=1) > 32767
+    if version is not None:
+        if version not in (1, 2):
+            raise ValueError(f"nifti_version must be 1 or 2, not {version!r}")
+        if version == 1 and big:
+            raise UnsupportedFormatError(
+                f"NIfTI-1 holds dimensions up to 32767, not {max(shape)}: use nifti_version=2"
+            )
+        return f"nifti{version}"
+    if big or (src is not None and src.kind == "nifti2"):
+        return "nifti2"
+    exact = all(float(np.float32(v)) == v for v in (scaling.slope, scaling.inter))
+    return "nifti1" if scaling.is_identity or exact else "nifti2"
+
+
 _CARRIED = (
     "descrip",
     "aux_file",
@@ -275,16 +344,20 @@ def build_header(
     scaling: Scaling,
     single: bool,
     src_affine: np.ndarray | None = None,
+    timing: Timing | None = None,
+    version: int | None = None,
 ) -> tuple[bytes, int]:
     """(header bytes incl. extender and extensions, data offset) for a NIfTI file.
 
-    NIfTI-1 unless a dimension exceeds int16, then NIfTI-2. Fields of ``src``
-    carry over; the data fields (dim, datatype, offset, scaling) are set anew
-    and the affine is stored only when it differs from ``src_affine``.
+    The NIfTI version is :func:`nifti_kind`'s. Fields of ``src`` carry over
+    (exactly between NIfTI-2 headers); the data fields (dim, datatype, offset,
+    scaling) are set anew and the affine is stored only when it differs from
+    ``src_affine``. Without a NIfTI/Analyze ``src``, ``timing`` (another
+    format's units and TR) is stored.
     """
-    kind = "nifti2" if max(shape, default=1) > 32767 or len(shape) > 7 else "nifti1"
     if len(shape) > 7:
         raise UnsupportedFormatError(f"NIfTI holds at most 7 dimensions, not {len(shape)}")
+    kind = nifti_kind(src, shape, scaling, version)
     dtype = np.dtype(dtype)
     endian = ">" if dtype.byteorder == ">" else "<"
     rec = np.zeros((), DTYPES[kind].newbyteorder(endian))
@@ -299,6 +372,8 @@ def build_header(
             src_affine = None  # no sform/qform to carry: always store the affine
     rec["sizeof_hdr"] = DTYPES[kind].itemsize
     rec["magic"] = (SINGLE_MAGIC if single else PAIR_MAGIC)[kind]
+    if src is None and timing is not None:
+        _set_timing(rec, timing)
     rec["dim"] = 1
     rec["dim"][0] = len(shape)
     rec["dim"][1 : len(shape) + 1] = shape

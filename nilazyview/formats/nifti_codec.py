@@ -20,7 +20,7 @@ from ..errors import HeaderError, TruncatedDataError
 from ..fs.paths import FileNames, names_for_reading, names_for_writing, split_ext
 from ..sources import ByteSource, FileIdentity, open_source
 from . import nifti, spm
-from .codec import Encoded, FileToWrite, Opened, ToWrite, capacity, check_data_fits
+from .codec import Encoded, FileToWrite, Opened, Timing, ToWrite, capacity, check_data_fits
 from .codec import stored_copy_allowed as _stored_scaling
 
 
@@ -109,13 +109,16 @@ class NiftiCodec:
         identity = {"header": hsrc.identity, "image": dsrc.identity}
         files = {"header": names.header, "image": names.image}
         affine = nifti.affine_of(hdr, shape)
-        if hdr.kind == "analyze" and spm.has_mat(names.header):
-            mat = spm.mat_path(names.header)
+        mat = spm.find_mat(names.header) if hdr.kind == "analyze" else None
+        if mat is not None:
             files["mat"], identity["mat"] = mat, FileIdentity.of(mat)
             mat_affine = spm.read_mat_affine(mat)
             if mat_affine is not None:
                 affine = mat_affine
         return Opened(proxy, affine, hdr, files, identity)
+
+    def timing(self, header: Header, ndim: int) -> Timing:
+        return nifti.timing_of(header, ndim)
 
     def written_files(self, path: str) -> list[str]:
         names = names_for_writing(path)
@@ -124,8 +127,8 @@ class NiftiCodec:
         return [names.image, names.header, spm.mat_path(names.header)]
 
     def encode(self, item: ToWrite, path: str) -> Encoded:
-        """NIfTI-2 only when a dimension does not fit NIfTI-1; in-memory data unscaled,
-        a proxy's stored bytes and scaling copied as they are (Fortran-order bytes)."""
+        """The version of :func:`~nilazyview.formats.nifti.nifti_kind`; in-memory data
+        unscaled, a proxy's stored bytes and scaling copied as they are (Fortran order)."""
         names = names_for_writing(path)
         scaling = None if item.data is not None else _stored_scaling(item.array)
         if item.data is not None:
@@ -142,7 +145,15 @@ class NiftiCodec:
             with contextlib.suppress(Exception):
                 src_affine = nifti.affine_of(hdr, nifti.shape_of(hdr, ""))
         head, _ = nifti.build_header(
-            hdr, item.shape, dtype, item.affine, scaling, names.single, src_affine
+            hdr,
+            item.shape,
+            dtype,
+            item.affine,
+            scaling,
+            names.single,
+            src_affine,
+            item.timing,
+            item.version,
         )
         if names.single:
             files = (FileToWrite(names.image, split_ext(path)[2], head, data=True),)
@@ -158,7 +169,8 @@ class NiftiCodec:
             FileToWrite(names.header, gz, head, sync_folder=not same_folder),
         ]
         if "mat" in item.files:  # an SPM image: keep its affine where SPM looks for it
-            files.append(FileToWrite(spm.mat_path(names.header), False, spm.mat_bytes(item.affine)))
+            mat = spm.mat_path(names.header)  # x.mat.gz beside a gzipped pair
+            files.append(FileToWrite(mat, gz, spm.mat_bytes(item.affine)))
         return Encoded(tuple(files), dtype, stored, primary=names.header)
 
 

@@ -1,17 +1,20 @@
 """SPM's ``.mat`` sidecar: the voxel-to-world affine stored beside an Analyze pair.
 
+Beside a gzipped pair it is ``x.mat.gz`` (nibabel reads and writes that name).
+
 SPM's ``mat`` maps 1-based voxel indices to world; ``M`` (SPM99) lacks the x flip.
 Reading needs scipy (the ``spm`` extra).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 
 import numpy as np
 
-from ..errors import HeaderError, HeaderWarning, warn
+from ..errors import HeaderError, MalformedFileWarning, NilazyviewWarning, warn
 from ..fs.paths import split_ext
 
 _FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -20,8 +23,20 @@ _TO_111[:3, 3] = 1
 
 
 def mat_path(header_path: str) -> str:
-    """The ``.mat`` file that belongs to an Analyze header/image pair."""
-    return split_ext(header_path)[0] + ".mat"
+    """The ``.mat`` a save writes beside an Analyze pair: gzipped (``.mat.gz``) when the
+    header is, as nibabel does."""
+    stem, _, gz = split_ext(header_path)
+    return stem + (".mat.gz" if gz else ".mat")
+
+
+def find_mat(header_path: str) -> str | None:
+    """The existing ``.mat`` of a pair (the one compressed like the header first), or None."""
+    stem = split_ext(header_path)[0]
+    first = mat_path(header_path)
+    for cand in (first, stem + (".mat" if first.endswith(".gz") else ".mat.gz")):
+        if os.path.exists(cand):
+            return cand
+    return None
 
 
 def read_mat_affine(path: str) -> np.ndarray | None:
@@ -36,16 +51,18 @@ def read_mat_affine(path: str) -> np.ndarray | None:
         warn(
             f"{path}: scipy is not installed; ignoring the SPM .mat affine "
             '(pip install "nilazyview[spm]")',
-            HeaderWarning,
+            NilazyviewWarning,
         )
         return None
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
-        warn(f"{path}: cannot read SPM .mat ({exc}); using the header affine", HeaderWarning)
+        warn(f"{path}: cannot read SPM .mat ({exc}); using the header affine", NilazyviewWarning)
         return None
     try:
+        if path.lower().endswith(".gz"):
+            raw = gzip.decompress(raw)
         mats = loadmat(io.BytesIO(raw))
     except Exception as exc:  # scipy raises many types for corrupt files
         raise HeaderError(f"{path}: corrupt SPM .mat file: {exc}") from exc
@@ -56,10 +73,11 @@ def read_mat_affine(path: str) -> np.ndarray | None:
     elif "M" in mats:
         mat = _FLIP @ np.asarray(mats["M"], dtype=np.float64)
     else:
-        warn(f"{path}: no 'mat' or 'M' in SPM .mat; using the header affine", HeaderWarning)
+        warn(f"{path}: no 'mat' or 'M' in SPM .mat; using the header affine", MalformedFileWarning)
         return None
     if mat.shape != (4, 4) or not np.all(np.isfinite(mat)):
-        warn(f"{path}: SPM 'mat' is not a finite 4x4; using the header affine", HeaderWarning)
+        msg = f"{path}: SPM 'mat' is not a finite 4x4; using the header affine"
+        warn(msg, MalformedFileWarning)
         return None
     return mat @ _TO_111
 
@@ -75,4 +93,4 @@ def mat_bytes(affine: np.ndarray) -> bytes:
 
 
 def has_mat(header_path: str) -> bool:
-    return os.path.exists(mat_path(header_path))
+    return find_mat(header_path) is not None

@@ -193,7 +193,7 @@ def atomic_write(
 
     The temporary file is ``.{name}.{random}.{host}-{pid}.nlv-partial`` (mode
     0600 until renamed). Partial files that killed processes left in the folder
-    are removed first (see :mod:`nilazyview.io.leftovers` for the safety rules).
+    are removed first (see :mod:`nilazyview.fs.leftovers` for the safety rules).
 
     Raises
     ------

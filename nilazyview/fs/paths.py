@@ -49,13 +49,12 @@ def names_for_reading(path: str) -> FileNames:
 
 
 def names_for_writing(path: str) -> FileNames:
-    """The NIfTI/Analyze files a save to ``path`` writes, from its extension.
+    """The single file or the header/image pair a save to ``path`` writes.
 
     Raises
     ------
     UnsupportedFormatError
-        For an extension :func:`nilazyview.save` does not write; the message lists
-        those it does (MGH's too, which ``save`` handles before calling this).
+        For a name that is neither a single file (``.nii``) nor a pair member.
     """
     stem, ext, gz = split_ext(path)
     suffix = ".gz" if gz else ""
@@ -64,7 +63,5 @@ def names_for_writing(path: str) -> FileNames:
     if ext in (".hdr", ".img"):
         return FileNames(stem + ".hdr" + suffix, stem + ".img" + suffix)
     raise UnsupportedFormatError(
-        f"{path}: cannot tell the format to write from the extension "
-        "(use .nii, .nii.gz, .hdr/.img or .hdr.gz/.img.gz for NIfTI, "
-        ".mgh, .mgh.gz or .mgz for FreeSurfer MGH)"
+        f"{path}: not a NIfTI or Analyze file name (.nii, .hdr or .img, optionally .gz)"
     )

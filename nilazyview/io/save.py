@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SaveWarning, warn
 from ..formats import registry, writer
-from ..formats.codec import ToWrite
+from ..formats.codec import Timing, ToWrite
 from ..image import Image
 from .load import load
 from .wrap import from_nibabel
@@ -20,12 +20,15 @@ def save(
     path: str | os.PathLike,
     compresslevel: int = 1,
     file_mode: int | None = None,
+    nifti_version: int | None = None,
 ) -> str:
     """Save ``img`` as NIfTI (or MGH), atomically.
 
     In-memory data is written as it is (unscaled); a proxied image's stored
-    bytes and scaling are copied without loading the array. NIfTI-2 is written
-    only when a dimension does not fit NIfTI-1. Saving over the file the image
+    bytes and scaling are copied without loading the array. A NIfTI target keeps
+    the source's NIfTI version (NIfTI-2 stays NIfTI-2, its float64 fields exact);
+    other images are written as NIfTI-1 unless a dimension exceeds 32767 or the
+    scaling is not exact in float32, then NIfTI-2. Saving over the file the image
     came from is safe, and the image then refers to the new file (see
     :meth:`Image.attach`); ``dirty`` is left as it was.
 
@@ -44,6 +47,9 @@ def save(
     file_mode : int, optional
         Permission bits of the new files; default those of the file replaced,
         else 0o666 less the umask.
+    nifti_version : {None, 1, 2}
+        Write this NIfTI version (NIfTI targets only; NIfTI-1 rounds float64 header
+        fields to float32 and refuses dimensions over 32767).
 
     Returns
     -------
@@ -57,6 +63,7 @@ def save(
         img = from_nibabel(img)
     codec = registry.for_writing(path)
     data = img.cached_data
+    source = registry.for_header(img.header)  # units and TR carry across formats
     item = ToWrite(
         shape=tuple(img.shape),
         dtype=img.dtype,
@@ -65,6 +72,8 @@ def save(
         data=None if data is None else np.asanyarray(data),
         array=img.proxy,
         files=dict(img.files),
+        timing=Timing() if source is None else source.timing(img.header, len(img.shape)),
+        version=nifti_version,
     )
     encoded = codec.encode(item, path)
     writer.write(item, encoded, compresslevel, file_mode)

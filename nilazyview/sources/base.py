@@ -85,7 +85,7 @@ class ByteSource:
     heuristic: ReadHeuristic = PLAIN_FILE
     #: Reads any offset as it is, with no strategy of its own in :meth:`prepare`
     #: but cold gathers, so reads of a planned pattern may skip per-read planning
-    #: (:mod:`nilazyview.pattern`).
+    #: (:mod:`nilazyview.core.pattern`).
     reads_patterns = False
     #: The stored bytes are compressed: offsets are into the uncompressed stream.
     compressed = False

@@ -26,8 +26,8 @@ class GzipSource(ByteSource):
     """A gzip stream with random access: ``indexed_gzip`` if installed, else ``gzip``.
 
     With ``indexed_gzip`` the seek-point index is persisted per user
-    (:mod:`nilazyview.gzindex`). Plans that need most of the stream are served
-    by one whole-stream decompression (:mod:`nilazyview.gzwhole`), kept in
+    (:mod:`nilazyview.sources.gzindex`). Plans that need most of the stream are served
+    by one whole-stream decompression (:mod:`nilazyview.sources.gzwhole`), kept in
     memory or a spill file, after which this source reads like a plain file.
     Reads hold a lock (the decompressor has one position); runs are sorted so a
     plan streams forward.

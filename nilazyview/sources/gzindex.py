@@ -21,7 +21,7 @@ gives one warning, and indexes then live in memory only.
 When: an index is saved after a read that added at least :data:`MIN_NEW_POINTS`
 seek points and a quarter of what was saved (so small files, under ~8 MiB of
 data, are never persisted), and when the source is closed; a whole-stream
-decompression (:mod:`nilazyview.gzwhole`) builds one in a background thread.
+decompression (:mod:`nilazyview.sources.gzwhole`) builds one in a background thread.
 Exporting a 512 MiB file's index (8 MiB at 2 MiB spacing) takes ~2 ms against the
 seconds it took to build.
 

@@ -72,7 +72,8 @@ def io_panel(
     cache: SlabCache,
     prefetched: int,
 ) -> str:
-    """The I/O panel: the slab shown, its read plan, this step's cache use and times.
+    """The I/O panel: the slab and view shown, the window's read plan, this step's bytes
+    wanted, read and touched, cache use and times.
 
     Parameters
     ----------
@@ -100,10 +101,27 @@ def io_panel(
             f"<b>read plan</b> {plan.strategy}, {plan.n_runs} run(s), "
             f"{plan.nbytes:,} B ({html.escape(plan.describe())})"
         )
+    shown = step.get("shown")
+    if shown is not None:
+        axes = [a for a in range(3) if a != axis]
+        spans = ", ".join(f"{a}: {lo}-{hi - 1}" for a, (lo, hi) in zip(axes, shown, strict=True))
+        rows.append(
+            f"<b>view</b> zoom {step['zoom']:.3g}, voxels {spans}, "
+            f"step {'x'.join(map(str, step['steps']))} ({step['method']}), "
+            f"frame {step['frame_px'][1]}x{step['frame_px'][0]} px, {step['frame_bytes']:,} B"
+        )
     if not step["cached"]:
         rows.append("<b>this step</b> in-memory array: no disk read, no cache")
     elif step["hit"]:
         rows.append("<b>this step</b> cache hit: 0 B read from disk")
+    elif step.get("strategy") is not None:
+        rows.append(
+            f"<b>this step</b> cache miss: wanted {step['wanted_bytes']:,} B, "
+            f"read {step['bytes']:,} B from the source ({step['strategy']}, "
+            f"{step['runs']:,} run(s)), touched {'' if step['pages_exact'] else '~'}"
+            f"{step['pages']:,} pages "
+            f"({step['touched_bytes']:,} B)"
+        )
     else:
         nbytes = f"{plan.nbytes:,} B" if plan is not None else "the slab"
         rows.append(f"<b>this step</b> cache miss: read {nbytes} from disk")

@@ -90,6 +90,9 @@ def draw_cross(levels: np.ndarray, row: int | None, col: int | None) -> None:
         levels[::2, col] = MARK
 
 
+FORMATS = ("png", "jpeg", "webp")
+
+
 def encode(
     levels: np.ndarray,
     cmap: str = "gray",
@@ -97,13 +100,18 @@ def encode(
     compress_level: int = 1,
     rgb: bool = False,
     quality: int = 90,
+    lossless: bool = False,
 ) -> bytes:
-    """Encode palette ``levels`` (2D uint8) as PNG (palette or RGB) or JPEG bytes."""
-    from PIL import Image as PILImage  # Pillow, which matplotlib brings
+    """Encode palette ``levels`` (2D uint8) as PNG (palette or RGB), JPEG or WebP bytes.
+
+    PNG is exact; JPEG and WebP (``quality``; WebP also ``lossless``) are smaller
+    for large smooth frames (numbers: README, "The viewer").
+    """
+    from PIL import Image as PILImage  # Pillow, in the 'viewer' extra
 
     levels = np.ascontiguousarray(levels)
     pal = palette(cmap)
-    if fmt == "jpeg" or rgb:
+    if fmt in ("jpeg", "webp") or rgb:
         table = np.frombuffer(pal, np.uint8).reshape(256, 3)
         im = PILImage.fromarray(table[levels], "RGB")
     else:
@@ -114,8 +122,10 @@ def encode(
         im.save(buf, "PNG", compress_level=compress_level)
     elif fmt == "jpeg":
         im.save(buf, "JPEG", quality=quality)
+    elif fmt == "webp":
+        im.save(buf, "WEBP", quality=quality, lossless=lossless, method=0)
     else:
-        raise ValueError(f"unknown image format {fmt!r}; use 'png' or 'jpeg'")
+        raise ValueError(f"unknown image format {fmt!r}; use 'png', 'jpeg' or 'webp'")
     return buf.getvalue()
 
 

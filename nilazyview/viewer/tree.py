@@ -1,7 +1,7 @@
 """The viewer's widget tree: every control and the boxes laying them out (no behaviour).
 
-:func:`build` makes the widgets, :func:`layout` arranges them, :func:`click_events`
-listens for clicks on the image (with ipyevents, if installed).
+:func:`build` makes the widgets, :func:`layout` arranges them, :func:`pointer_events`
+listens for clicks, the wheel and drags on the image (with ipyevents, if installed).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Controls:
     vmin: W.FloatText
     vmax: W.FloatText
     auto: W.Button
+    reset_view: W.Button
     handoff_button: W.Button
     handoff_path: W.Text
     handoff_note: W.HTML
@@ -83,6 +84,10 @@ def build(fmt: str, cmap: str) -> Controls:
         vmin=W.FloatText(description="min", layout=W.Layout(width="170px")),
         vmax=W.FloatText(description="max", layout=W.Layout(width="170px")),
         auto=W.Button(description="auto window", tooltip="robust percentiles of this slab"),
+        reset_view=_classed(
+            W.Button(description="reset view", icon="expand", tooltip="zoom 1, centred"),
+            "nlv-reset",
+        ),
         handoff_button=_classed(
             W.Button(description="hand off (as_file)", icon="share", tooltip="a file path"),
             "nlv-handoff",
@@ -120,20 +125,33 @@ def layout(c: Controls, ortho: bool) -> list[W.Widget]:
         picture,
         *orthos,
         c.readout,
-        W.HBox([c.cmap, c.vmin, c.vmax, c.auto]),
+        W.HBox([c.cmap, c.vmin, c.vmax, c.auto, c.reset_view]),
         W.HBox([c.handoff_button, c.handoff_path, c.handoff_note]),
         c.io,
     ]
 
 
-def click_events(image: W.Image, readout: W.HTML) -> W.Widget | None:
-    """An ``ipyevents.Event`` watching clicks on ``image``, or None without ipyevents.
+def pointer_events(image: W.Image, readout: W.HTML) -> list[W.Widget]:
+    """``ipyevents.Event`` s on ``image`` (none without ipyevents; ``readout`` then says so).
 
-    Without it ``readout`` says so.
+    Clicks, double-clicks and button presses come one by one; pointer moves and the
+    wheel at most every 40 ms (a drag or a trackpad sends hundreds a second). The
+    browser's own reaction (page scroll on the wheel, dragging the picture away) is off.
     """
     try:
-        import ipyevents  # in the 'viewer' extra; clicks are off without it
+        import ipyevents  # in the 'viewer' extra; clicks, zoom and pan are off without it
     except ImportError:
-        readout.value = "install ipyevents for the click-to-crosshair readout"
-        return None
-    return ipyevents.Event(source=image, watched_events=["click"])
+        readout.value = "install ipyevents for the crosshair readout, zoom and pan"
+        return []
+    buttons = ["click", "dblclick", "mousedown", "mouseup"]
+    moves = ["mousemove", "wheel"]
+    return [
+        ipyevents.Event(source=image, watched_events=buttons, prevent_default_action=True),
+        ipyevents.Event(
+            source=image,
+            watched_events=moves,
+            prevent_default_action=True,
+            throttle_or_debounce="throttle",
+            wait=40,
+        ),
+    ]

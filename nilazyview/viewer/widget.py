@@ -14,6 +14,7 @@ import ipywidgets as widgets
 
 from . import panels, tree
 from .cache import DEFAULT_MAX_BYTES
+from .gestures import Gestures
 from .handoff import hand_off
 from .polling import start_polling
 from .session import ViewerSession
@@ -59,8 +60,12 @@ class SliceViewer(widgets.VBox):
     prefetch : int
         Slabs read and rendered ahead in the slider's direction on a background
         thread (0: none).
-    display_size : int
-        Longest side of the displayed image in screen pixels.
+    display_size : int or (int, int)
+        Longest side of the displayed image in screen (CSS) pixels, or a
+        ``(width, height)`` box it fits in. Frames are made at this resolution
+        (times ``pixel_ratio``), never at the slab's.
+    pixel_ratio : float
+        Device pixels per CSS pixel to make frames for (2 for a sharp HiDPI image).
     fmt, compress_level : str, int
         Image encoding (``"png"`` palette images by default; ``"jpeg"`` possible).
     poll_interval : float
@@ -71,6 +76,9 @@ class SliceViewer(widgets.VBox):
 
     Notes
     -----
+    Frames are made at display resolution from the window in view only: the mouse
+    wheel zooms about the pointer, a drag pans, a double-click (or ``v.reset()``)
+    shows the whole slab; ``v.zoom`` and ``v.center`` do the same from code.
     Errors (a file that is not an image, a file removed while viewed) are shown in
     the widget (``v.error``), never raised from interactions.
     """
@@ -79,7 +87,6 @@ class SliceViewer(widgets.VBox):
     cache = _FromSession("cache")
     rendered = _FromSession("rendered")
     prefetch = _FromSession("prefetch")
-    display_size = _FromSession("display_size")
     fmt = _FromSession("fmt")
     compress_level = _FromSession("compress_level")
     _prefetcher = _FromSession("prefetcher")
@@ -97,7 +104,8 @@ class SliceViewer(widgets.VBox):
         cache_bytes: int = DEFAULT_MAX_BYTES,
         render_cache_bytes: int = 32 * 2**20,
         prefetch: int = 3,
-        display_size: int = 512,
+        display_size: int | tuple[int, int] = 512,
+        pixel_ratio: float = 1.0,
         fmt: str = "png",
         compress_level: int = 1,
         poll_interval: float = 0.5,
@@ -108,6 +116,7 @@ class SliceViewer(widgets.VBox):
             render_cache_bytes=render_cache_bytes,
             prefetch=prefetch,
             display_size=display_size,
+            pixel_ratio=pixel_ratio,
             fmt=fmt,
             compress_level=compress_level,
             window=window,
@@ -142,9 +151,11 @@ class SliceViewer(widgets.VBox):
         self.vmax.observe(self._on_window_text, "value")
         self.auto.on_click(lambda _b: self.auto_window())
         self.handoff_button.on_click(lambda _b: self.handoff())
-        self._clicks = tree.click_events(self.image, self.readout)
-        if self._clicks is not None:
-            self._clicks.on_dom_event(self._on_click)
+        self.reset_view.on_click(lambda _b: self.reset())
+        self._gestures = Gestures(self._session)
+        self._events = tree.pointer_events(self.image, self.readout)
+        for events in self._events:
+            events.on_dom_event(self._on_pointer)
 
     def _setup(self, axis: int | None, index: int | None, volume: int) -> None:
         s, img = self._session, self.img
@@ -223,6 +234,44 @@ class SliceViewer(widgets.VBox):
     def crosshair(self, voxel: tuple[int, int, int] | None) -> None:
         self._session.crosshair = None if voxel is None else tuple(int(v) for v in voxel[:3])
         self._update_readout()
+        self._refresh()
+
+    @property
+    def zoom(self) -> float:
+        """1: the whole slab fits; 2, 4, ...: that much closer (up to ~16 display px a voxel)."""
+        return self._session.zoom
+
+    @zoom.setter
+    def zoom(self, value: float) -> None:
+        self._session.set_zoom(value)
+        self._refresh()
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """In-plane voxel coordinates of the view centre, in the order of the volume's axes."""
+        return self._session.centre()
+
+    @center.setter
+    def center(self, value) -> None:
+        self._session.set_centre(value)
+        self._refresh()
+
+    @property
+    def display_size(self) -> int | tuple[int, int]:
+        """Longest side of the image in CSS pixels, or a ``(width, height)`` box."""
+        return self._session.display_size
+
+    @display_size.setter
+    def display_size(self, value: int | tuple[int, int]) -> None:
+        self._session.display_size = value
+        if self.img is not None:
+            self._session.view = None
+            self.image.width, self.image.height = self._session.image_size()
+            self._refresh()
+
+    def reset(self) -> None:
+        """Zoom 1, centred (the "reset view" button; a double-click on the image)."""
+        self._session.reset_view()
         self._refresh()
 
     @property
@@ -325,11 +374,18 @@ class SliceViewer(widgets.VBox):
             self._refresh()
 
     def _on_click(self, event: dict) -> None:
-        if self.img is None or self._screen is None or "dataX" not in event:
+        self._on_pointer({"type": "click", **event})
+
+    def _on_pointer(self, event: dict) -> None:
+        if self.img is None or self._screen is None:
             return
-        voxel = self._session.voxel_at(int(event["dataY"]), int(event["dataX"]), self.index)
-        if voxel is not None:
-            self.crosshair = voxel
+        what = self._gestures.handle(event, self.index)
+        if what is None:
+            return
+        if what[0] == "crosshair":
+            self.crosshair = what[1]
+        else:
+            self._refresh()
 
     def _settings(self) -> tuple:
         """Everything besides the slab that decides the encoded image."""
@@ -388,7 +444,7 @@ class SliceViewer(widgets.VBox):
         if s.crosshair is None or self.img is None:
             return
         vox = s.crosshair
-        value = s.value_at(vox, self.axis, self.index)
+        value = s.value_at(vox, self.axis, self.index, self.volume)
         self.readout.value = panels.readout(vox, s.world(vox), value)
 
     def _show_error(self, exc: BaseException, what: str) -> None:
