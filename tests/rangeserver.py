@@ -91,6 +91,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: RangeServer
 
+    def handle_error(self, request, client_address):  # clients that hang up: expected here
+        pass
+
 
 class RangeServer:
     """``with RangeServer(files) as srv: srv.url("a.nii")``; counters ``requests``, ``bytes``.

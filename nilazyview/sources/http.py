@@ -153,6 +153,8 @@ class HttpTransport:
             if status >= 500 or status in (408, 429):
                 raise Retry(f"HTTP {status}")
             raise RemoteError(f"{self.shown}: the server answered HTTP {status} {resp.reason}")
+        except RemoteError:
+            raise
         except (OSError, http.client.HTTPException) as exc:  # reset, timeout, dropped mid-body
             self._drop_connection()
             raise Retry(f"{type(exc).__name__}: {exc}") from exc
