@@ -71,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        if srv.bandwidth:  # a per-answer cap: size / bandwidth seconds
+            time.sleep(len(body) / srv.bandwidth)
         if fault == "drop":  # half the body, then the connection goes away
             srv.count(len(body) // 2)
             self.wfile.write(body[: len(body) // 2])
@@ -98,7 +100,8 @@ class _Server(ThreadingHTTPServer):
 class RangeServer:
     """``with RangeServer(files) as srv: srv.url("a.nii")``; counters ``requests``, ``bytes``.
 
-    ``latency`` (s) is slept before each answer. ``faults`` holds per-request
+    ``latency`` (s) is slept before each answer, ``bandwidth`` (B/s, 0: none)
+    throttles each answer's body. ``faults`` holds per-request
     faults, first used first: ``"503"``, ``"drop"`` (half a body, then close),
     ``"bad-range"`` (a Content-Range one byte off), None (no fault).
     """
@@ -106,6 +109,7 @@ class RangeServer:
     def __init__(self, files: dict[str, bytes] | None = None, latency: float = 0.0):
         self.files = dict(files or {})
         self.latency = latency
+        self.bandwidth = 0.0  # bytes per second per answer; 0: as fast as it goes
         self.faults: list = []
         self.forbidden: set[str] = set()
         self.ignore_range = False

@@ -212,3 +212,29 @@ def test_viewer_on_a_url(server, volume):
     small = nlv.load(server.url("small.nii"))
     copy = nlv.as_file(small)  # downloaded once into a private temporary file
     assert copy.is_temporary and np.array_equal(nlv.load(copy).get_data(), small.get_data())
+
+
+def test_cli_info_and_view_on_a_url(server, capsys, tmp_path):
+    import json
+
+    from nilazyview import cli
+
+    assert cli.main(["info", "--json", server.url("big.nii.gz")]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d[0]["shape"] == [N, N, N] if isinstance(d, list) else d["shape"] == [N, N, N]
+    assert cli.main(["info", server.url("missing.nii")]) == 2
+    assert "404" in capsys.readouterr().err
+    assert cli.main(["view", "--print-only", "--dir", str(tmp_path), server.url("small.nii")]) == 0
+    nb = capsys.readouterr().out.strip()
+    assert server.url("small.nii") in open(nb).read()
+
+
+def test_mgz_and_a_local_pair_name_over_http(server, tmp_path):
+    a = np.arange(20 * 21 * 22, dtype=np.float32).reshape(20, 21, 22)
+    nlv.save(nlv.Image(a), tmp_path / "x.mgz")
+    server.files["x.mgz"] = (tmp_path / "x.mgz").read_bytes()
+    img = nlv.load(server.url("x.mgz"))
+    assert img.proxy.source.compressed
+    assert np.array_equal(img.slicecopy[:, 3, :], a[:, 3, :])
+    with pytest.raises(nlv.UnsupportedFormatError, match="pairs"):
+        nlv.load(server.url("x.hdr"))

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
-import nilazyview as nlv  # noqa: E402
+import nilazyview as nlv
 
 BUCKET = "openneuro-test"
 

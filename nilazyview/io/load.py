@@ -57,6 +57,11 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Image:
         if not named.opens_unrecognised:
             raise detect.unsupported(path, found)
         codec = named
+    if isinstance(path, URL) and codec.name == "minc2":
+        raise UnsupportedFormatError(
+            f"{path}: MINC2 cannot be read from a URL yet (HDF5 needs a local file); "
+            "download it first"
+        )
     opened = codec.open(path)
     return Image.from_proxy(
         opened.array,
