@@ -238,3 +238,23 @@ def test_mgz_and_a_local_pair_name_over_http(server, tmp_path):
     assert np.array_equal(img.slicecopy[:, 3, :], a[:, 3, :])
     with pytest.raises(nlv.UnsupportedFormatError, match="pairs"):
         nlv.load(server.url("x.hdr"))
+
+
+def test_extent_cache_is_bounded_lru():
+    from nilazyview.sources.remote import ExtentCache
+
+    c = ExtentCache(max_bytes=4000)
+    for i in range(10):
+        c.put(i * 1000, bytes([i]) * 1000)
+    assert c.nbytes <= 4000
+    assert c.covered(0, 10) is None and bytes(c.covered(9500, 10)) == bytes([9]) * 10
+    assert c.covered(9990, 100).nbytes == 10  # a prefix, when the extent ends first
+    c.put(0, b"x" * 2000)  # larger than a quarter of the bound: not kept
+    assert c.covered(0, 1) is None
+
+
+def test_url_shows_no_query_and_pickles_no_secrets():
+    u = URL("https://h.example/a.nii.gz?X-Amz-Signature=zz", {"key": "K", "client_kwargs": {}})
+    assert str(u) == "https://h.example/a.nii.gz" and "zz" not in repr(u)
+    back = pickle.loads(pickle.dumps(u))
+    assert back.url == u.url and back.storage_options == {"client_kwargs": {}}
