@@ -41,6 +41,27 @@ from .urls import URL
 HEAD_BYTES = 64 * 2**10
 #: A single request is split into concurrent parts of this size.
 PART_BYTES = 4 * 2**20
+#: Plans transferring at least this much show a progress bar (``tqdm``, if installed).
+PROGRESS_MIN_BYTES = 64 * 2**20
+
+
+def _progress_bar(name: str, total: int):
+    try:
+        from tqdm.auto import tqdm  # the optional 'gz' extra
+    except ImportError:
+        return None
+    try:
+        return tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"downloading {name.rsplit('/', 1)[-1]}",
+            delay=1.0,
+            leave=False,
+        )
+    except Exception:  # a broken terminal or widget never breaks a read
+        return None
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,7 @@ class RemoteSource(ByteSource):
         self.stats = {"requests": 0, "bytes": 0, "seconds": 0.0}
         self._stale: StaleFileError | None = None
         self._stats_lock = threading.Lock()
+        self._bar = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -192,6 +214,21 @@ class RemoteSource(ByteSource):
             self.stats["requests"] += requests
             self.stats["bytes"] += nbytes
             self.stats["seconds"] += seconds
+            bar = self._bar
+            if bar is not None:
+                bar.update(nbytes)
+                if bar.n >= bar.total:
+                    bar.close()
+                    self._bar = None
+
+    def prepare(self, plan: ReadPlan) -> tuple[ReadPlan, ByteSource]:
+        """A plan of many bytes (``get_data``) shows a progress bar while it streams."""
+        if plan.strategy != "empty" and plan.nbytes >= PROGRESS_MIN_BYTES:
+            with self._stats_lock:
+                if self._bar is not None:
+                    self._bar.close()
+                self._bar = _progress_bar(str(self.path), plan.nbytes)
+        return plan, self
 
     def stored_size(self) -> int:
         self.handle()
