@@ -40,6 +40,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = srv.files.get(name)
         if fault == "503":
             return self._plain(503, b"busy")
+        if fault == "stall":  # longer than the client's timeout
+            time.sleep(srv.stall)
         if data is None:
             return self._plain(404, b"not found")
         if name in srv.forbidden:
@@ -103,6 +105,7 @@ class RangeServer:
     ``latency`` (s) is slept before each answer, ``bandwidth`` (B/s, 0: none)
     throttles each answer's body. ``faults`` holds per-request
     faults, first used first: ``"503"``, ``"drop"`` (half a body, then close),
+    ``"stall"`` (wait ``stall`` seconds first),
     ``"bad-range"`` (a Content-Range one byte off), None (no fault).
     """
 
@@ -110,6 +113,7 @@ class RangeServer:
         self.files = dict(files or {})
         self.latency = latency
         self.bandwidth = 0.0  # bytes per second per answer; 0: as fast as it goes
+        self.stall = 1.0  # seconds a "stall" fault waits before answering
         self.faults: list = []
         self.forbidden: set[str] = set()
         self.ignore_range = False

@@ -148,6 +148,14 @@ def test_dropped_body_and_503s_are_retried(server, volume):
     assert np.array_equal(img.slicecopy[:, :, 6], volume[:, :, 6])
 
 
+def test_a_stalled_answer_times_out_and_is_retried(server, volume):
+    img = nlv.load(server.url("big.nii"), storage_options={"backoff": 0.01, "timeout": 0.3})
+    server.faults[:] = ["stall"]
+    t0 = time.perf_counter()
+    assert np.array_equal(img.slicecopy[:, :, 9], volume[:, :, 9])
+    assert time.perf_counter() - t0 < 3
+
+
 def test_persistent_failures_raise_naming_the_url(server):
     img = nlv.load(server.url("big.nii"), storage_options={**FAST, "retries": 2})
     server.faults[:] = ["503"] * 10
