@@ -266,3 +266,11 @@ def test_url_shows_no_query_and_pickles_no_secrets():
     assert str(u) == "https://h.example/a.nii.gz" and "zz" not in repr(u)
     back = pickle.loads(pickle.dumps(u))
     assert back.url == u.url and back.storage_options == {"client_kwargs": {}}
+
+
+def test_gzip_changed_on_the_server_is_stale(server, gz_volume):
+    img = nlv.load(server.url("big.nii.gz"))
+    img.slicecopy[:, :, 1]
+    server.files["big.nii.gz"] = gzip.compress(_nii(gz_volume + 1), compresslevel=1)
+    with pytest.raises(nlv.StaleFileError, match="changed"):
+        img.slicecopy[:, :, 250]
