@@ -120,6 +120,29 @@ def test_gzip_streams_once_then_a_fresh_reader_fetches_a_span(server, gz_volume)
     assert server.bytes <= 0.25 * size
 
 
+def test_gzip_index_in_a_fresh_process(server, gz_volume, tmp_path):
+    import os
+    import subprocess
+
+    size = len(server.files["big.nii.gz"])
+    nlv.load(server.url("big.nii.gz")).slicecopy[:, :, 230]  # builds and saves the index
+    server.reset()
+    code = (
+        "import sys, numpy as np, nilazyview as nlv; "
+        "print(float(nlv.load(sys.argv[1]).slicecopy[:, :, 240].sum()))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, server.url("big.nii.gz")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(nlv.__file__).parents[1])},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout) == float(gz_volume[:, :, 240].sum(dtype=np.float64))
+    assert server.bytes <= 0.25 * size
+
+
 def test_gzip_index_of_an_old_version_is_never_used(server, gz_volume):
     img = nlv.load(server.url("big.nii.gz"))
     img.slicecopy[:, :, 200]
@@ -209,6 +232,20 @@ def test_get_data_and_dask(server, volume):
     d = img.to_dask()
     assert np.array_equal(d[:, :, 100:102].compute(scheduler="threads"), volume[:, :, 100:102])
     assert np.array_equal(img.get_data(), volume)
+
+
+def test_viewer_prefetch_hides_the_latency(server):
+    pytest.importorskip("ipywidgets")
+    server.latency = 0.02
+    v = nlv.view(server.url("big.nii"), prefetch=2)
+    assert v._prefetcher.idle(10)
+    server.reset()
+    t0 = time.perf_counter()
+    v.index = v.index + 1  # prefetched: no request, no round trip
+    took = time.perf_counter() - t0
+    assert server.requests == 0 and "cache hit" in v.io.value
+    assert took < 0.5
+    v.close()
 
 
 def test_viewer_on_a_url(server, volume):
