@@ -264,7 +264,7 @@ class RemoteSource(ByteSource):
         self.handle()
         offs = offsets.tolist()
         gap = self.heuristic.run_cost_bytes
-        groups: list[list[int]] = []  # runs (index, offset, done) of one request
+        groups: list[list[tuple[int, int, int]]] = []  # per request: (run, start, end)
         for i, off in enumerate(offs):
             dst = out[i * length : (i + 1) * length]
             got = self.cache.covered(off, length)
@@ -283,8 +283,9 @@ class RemoteSource(ByteSource):
         spans = [(g[0][1], g[-1][2]) for g in groups]
         blocks = self._fetch(spans)
         for g, (a, _), data in zip(groups, spans, blocks, strict=True):
+            view = memoryview(data)
             for i, start, end in g:
-                chunk = data[start - a : end - a]
+                chunk = view[start - a : end - a]
                 if len(chunk) < end - start:
                     raise self._short(start, end - start, len(chunk))
                 base = i * length + (length - (end - start))
@@ -298,11 +299,6 @@ class RemoteSource(ByteSource):
         if n:
             self.read_into(offset, memoryview(buf))
         return bytes(buf)
-
-    @property
-    def head(self) -> bytes:
-        """The first bytes of the file (from the cache after the first request)."""
-        return self.read_bytes(0, 1024)
 
 
 class RemoteFile(io.RawIOBase):
