@@ -311,3 +311,22 @@ def test_gzip_changed_on_the_server_is_stale(server, gz_volume):
     server.files["big.nii.gz"] = gzip.compress(_nii(gz_volume + 1), compresslevel=1)
     with pytest.raises(nlv.StaleFileError, match="changed"):
         img.slicecopy[:, :, 250]
+
+
+def test_disk_block_cache_serves_a_new_reader_and_is_bounded(server, volume, monkeypatch):
+    from nilazyview.sources import blockcache
+
+    monkeypatch.setenv("NILAZYVIEW_REMOTE_DISK_CACHE_BYTES", str(4 * 2**20))
+    nlv.load(server.url("big.nii")).slicecopy[:, :, 60]
+    server.reset()
+    again = nlv.load(server.url("big.nii"))
+    start = server.requests
+    assert np.array_equal(again.slicecopy[:, :, 60], volume[:, :, 60])
+    assert server.requests == start  # the slab came from disk
+    for k in range(100, 140):  # 10 MiB of slabs through a 4 MiB cache
+        again.slicecopy[:, :, k]
+    files = [p for d in blockcache.root().iterdir() for p in d.iterdir()]
+    assert sum(p.stat().st_size for p in files) <= 4 * 2**20
+    server.files["big.nii"] = _nii(volume + 1)  # a new version: its own folder, none reused
+    fresh = nlv.load(server.url("big.nii"))
+    assert np.array_equal(fresh.slicecopy[:, :, 60], volume[:, :, 60] + 1)

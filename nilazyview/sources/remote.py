@@ -30,7 +30,7 @@ import numpy as np
 from ..core.plan import ReadHeuristic, ReadPlan, network_heuristic
 from ..errors import ImageFileError, RemoteError, StaleFileError
 from ..fs.settings import env_int
-from . import gzindex
+from . import blockcache, gzindex
 from .base import ByteSource
 from .fsspecio import FsspecTransport
 from .gzfile import GzipSource, _have_indexed_gzip
@@ -153,6 +153,13 @@ class RemoteSource(ByteSource):
         self._stale: StaleFileError | None = None
         self._stats_lock = threading.Lock()
         self._bar = None
+        self._disk: blockcache.DiskBlocks | None = None
+
+    def _disk_blocks(self) -> blockcache.DiskBlocks | None:
+        """The on-disk block cache of this file version, when it is on."""
+        if self._disk is None and blockcache.max_bytes() > 0 and self.identity is not None:
+            self._disk = blockcache.DiskBlocks(str(self.path), self.identity.validator)
+        return self._disk
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -201,6 +208,7 @@ class RemoteSource(ByteSource):
             return
         if ans.validator != ident.validator or (ans.size >= 0 and ans.size != ident.size):
             self.cache.clear()
+            self._disk = None
             self._stale = StaleFileError(
                 f"{self.path}: remote file changed since it was loaded (validator "
                 f"{ident.validator!r} -> {ans.validator!r}, size {ident.size} -> {ans.size}); "
@@ -264,10 +272,13 @@ class RemoteSource(ByteSource):
         self.handle()
         offs = offsets.tolist()
         gap = self.heuristic.run_cost_bytes
+        disk = self._disk_blocks()
         groups: list[list[tuple[int, int, int]]] = []  # per request: (run, start, end)
         for i, off in enumerate(offs):
             dst = out[i * length : (i + 1) * length]
             got = self.cache.covered(off, length)
+            if got is None and disk is not None:
+                got = disk.get(off, length)
             done = 0 if got is None else len(got)
             if done:
                 dst[:done] = got
@@ -291,6 +302,8 @@ class RemoteSource(ByteSource):
                 base = i * length + (length - (end - start))
                 out[base : base + len(chunk)] = chunk
             self.cache.put(a, data)
+            if disk is not None:
+                disk.put(a, data)
 
     def read_bytes(self, offset: int, n: int) -> bytes:
         size = self.stored_size()
