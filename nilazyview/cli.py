@@ -27,7 +27,7 @@ from .formats import registry
 from .formats.detect import detect
 from .fs.paths import names_for_reading
 from .io.load import load
-from .sources import gzindex
+from .sources import URL, gzindex, is_url
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -58,6 +58,8 @@ def _scaling(img) -> str:
 
 def info(path: str) -> dict:
     """Facts about the image file at ``path``; reads headers only, never the voxel data."""
+    if is_url(path):
+        return _remote_info(path)
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -83,6 +85,35 @@ def info(path: str) -> dict:
         "size_bytes": sum(os.path.getsize(f) for f in files),
         "gzip": found.gzipped,
         "gzip_index_cached": found.gzipped and _index_cached(img.files.get("image", path)),
+    }
+
+
+def _remote_info(path: str) -> dict:
+    """:func:`info` for a URL: a few range requests (credentials from the environment)."""
+    try:
+        url = URL(path)
+        found = detect(url)
+        img = load(url)
+    except (ImageFileError, OSError, ValueError) as exc:
+        raise UserError(str(exc) if str(exc).startswith(str(url)) else f"{url}: {exc}") from None
+    src = img.proxy.source
+    ident = src.identity
+    key = gzindex.IndexKey(str(url), ident.size, 0, ident.validator, "remote")
+    return {
+        "file": str(url),
+        "format": found.description,
+        "shape": list(img.shape),
+        "dtype": str(img.dtype),
+        "stored_dtype": img.proxy.stored_dtype.str,
+        "order": img.proxy.order,
+        "voxel_sizes": _zooms(img),
+        "orientation": axcodes_or_unknown(img.affine),
+        "affine": np.asarray(img.affine, float).round(6).tolist(),
+        "scaling": _scaling(img),
+        "files": [str(url)],
+        "size_bytes": src.stored_size(),
+        "gzip": found.gzipped,
+        "gzip_index_cached": found.gzipped and gzindex.has_index(key),
     }
 
 
@@ -158,7 +189,7 @@ def make_notebook(path: str) -> dict:
     return {
         "cells": [
             {"cell_type": "markdown", "metadata": {}, "source": title},
-            code(NOTEBOOK_CODE.format(path=os.path.abspath(path))),
+            code(NOTEBOOK_CODE.format(path=path if is_url(path) else os.path.abspath(path))),
             code("nlv.view(img)"),
         ],
         "metadata": {
@@ -174,7 +205,7 @@ def write_notebook(path: str, folder: str | None = None) -> str:
     """Write the viewing notebook for ``path`` into ``folder`` (a new temp folder by default)."""
     folder = folder or tempfile.mkdtemp(prefix="nilazyview-view-")
     os.makedirs(folder, exist_ok=True)
-    stem = os.path.basename(path).split(".")[0] or "image"
+    stem = os.path.basename(str(URL(path)) if is_url(path) else path).split(".")[0] or "image"
     out = os.path.join(folder, f"view-{stem}.ipynb")
     with open(out, "w") as f:
         json.dump(make_notebook(path), f, indent=1)

@@ -72,6 +72,33 @@ class NilazyviewWarning(UserWarning):
     """Base class of the warnings nilazyview gives (filter them all with this class)."""
 
 
+class RemoteError(ImageFileError):
+    """A remote file (a URL) could not be read: the server failed after retries, or answered wrong.
+
+    The message names the URL (without credentials or query string).
+    """
+
+
+class RemoteNotFoundError(RemoteError, FileNotFoundError):
+    """The server says the URL does not exist (HTTP 404, S3 NoSuchKey)."""
+
+    def __init__(self, message: str) -> None:
+        FileNotFoundError.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RemoteAccessError(RemoteError, PermissionError):
+    """The server refuses access to the URL (HTTP 401/403): credentials are missing or wrong."""
+
+    def __init__(self, message: str) -> None:
+        PermissionError.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class MalformedFileWarning(NilazyviewWarning):
     """A file breaks its format's rules in a way nilazyview reads sensibly anyway."""
 

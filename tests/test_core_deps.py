@@ -8,7 +8,7 @@ import textwrap
 
 HIDDEN = [
     "scipy", "dask", "distributed", "ipywidgets", "matplotlib", "nibabel", "indexed_gzip",
-    "isal", "h5py", "tqdm", "ipyevents", "PIL",
+    "isal", "h5py", "tqdm", "ipyevents", "PIL", "fsspec", "aiohttp", "s3fs",
 ]  # fmt: skip
 
 SCRIPT = textwrap.dedent(
@@ -35,6 +35,11 @@ SCRIPT = textwrap.dedent(
         assert np.array_equal(img.slicecopy[:, 2, ::-2], a[:, 2, ::-2]), ext
         assert np.array_equal(img.get_data(), a), ext
         assert nlv.as_file(img).is_temporary, ext  # dirty after get_data
+    try:  # a URL fsspec serves: the error names the extra
+        nlv.load("s3://bucket/x.nii")
+        raise AssertionError("s3:// loaded without fsspec")
+    except ImportError as exc:
+        assert 'pip install "nilazyview[remote]"' in str(exc), exc
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN)
     assert not loaded, loaded
     print("core ok")

@@ -58,6 +58,10 @@ class ReadHeuristic:
         Boxes larger than this are read in pieces along their slowest axis, so
         conversion and scaling never hold more than one piece of raw data
         (peak memory of a scaled full read: the result plus one piece).
+    latency_s, bandwidth, concurrency : float, float, int
+        A network source's round trip (s), bytes per second and requests in
+        flight (0, 0, 1 for local sources); :func:`network_heuristic` derives
+        ``run_cost_bytes`` from them. Plans on a network report requests.
 
     The defaults were measured on a 512^3 float32 file (benchmarks/bench_slices.py).
     """
@@ -66,6 +70,32 @@ class ReadHeuristic:
     mmap_min_runs: int | None = 8
     mmap_run_cost_bytes: int = 256
     chunk_bytes: int = 16 * 2**20
+    latency_s: float = 0.0
+    bandwidth: float = 0.0
+    concurrency: int = 1
+
+    @property
+    def networked(self) -> bool:
+        """True for a source whose requests cost a round trip."""
+        return self.latency_s > 0 or self.bandwidth > 0
+
+
+def network_heuristic(latency_s: float, bandwidth: float, concurrency: int = 16) -> ReadHeuristic:
+    """The cost model of a network source: one more request costs a share of a round trip.
+
+    With ``concurrency`` requests in flight, one more run costs about
+    ``latency_s * bandwidth / concurrency`` bytes of transfer; runs closer than
+    that are read through (one range request), the rest go out concurrently.
+    """
+    run_cost = max(4096, int(latency_s * bandwidth / max(1, concurrency)))
+    return ReadHeuristic(
+        run_cost_bytes=run_cost,
+        mmap_min_runs=None,
+        chunk_bytes=16 * 2**20,
+        latency_s=latency_s,
+        bandwidth=bandwidth,
+        concurrency=concurrency,
+    )
 
 
 PLAIN_FILE = ReadHeuristic()
@@ -263,13 +293,24 @@ class ReadPlan:
                 return False
         return True
 
+    @property
+    def requests(self) -> int:
+        """Range requests a network source sends for this plan (at most; cached bytes need none)."""
+        if self.strategy == "empty":
+            return 0
+        part = 4 * 2**20  # a long run goes out as concurrent parts of this size
+        return self.runs.n_runs * max(1, -(-self.runs.run_nbytes // part))
+
     def describe(self) -> str:
-        """One line for humans: strategy, runs, bytes."""
+        """One line for humans: strategy, runs, bytes (and requests, on a network)."""
         total = self.layout.nbytes
         frac = self.nbytes / total if total else 0.0
+        net = ""
+        if self.heuristic.networked:
+            net = f", <= {self.requests} request(s), {self.nbytes} B transferred"
         return (
             f"{self.strategy}: {self.n_runs} run(s) of {self.runs.run_nbytes} B, "
-            f"{self.nbytes} B read ({frac:.1%} of the data) -> {self.out_shape}"
+            f"{self.nbytes} B read ({frac:.1%} of the data){net} -> {self.out_shape}"
         )
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import UnsupportedFormatError
+from ..sources import is_url, open_source
 from . import registry
 
 _HEAD_BYTES = 1024
@@ -75,18 +76,26 @@ def sniff(head: bytes, path: str | None = None) -> str:
 def detect(path: str | os.PathLike) -> Detected:
     """Detect the format of the file at ``path`` from its first bytes."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(_HEAD_BYTES)
+    remote = is_url(path)
+    first = _stored_head(path, 64 * 1024 if remote else _HEAD_BYTES)  # a URL: one request
+    head = first[:_HEAD_BYTES]
     gz = head[:2] == b"\x1f\x8b"
     if gz:
-        head = _gunzip_head(head if len(head) < _HEAD_BYTES else _more(path), _HEAD_BYTES)
-    return Detected(sniff(head, None if gz else path), gz, head)
+        more = first if remote or len(head) < _HEAD_BYTES else _stored_head(path, 64 * 1024)
+        head = _gunzip_head(more, _HEAD_BYTES)
+    return Detected(sniff(head, None if gz or is_url(path) else path), gz, head)
 
 
-def _more(path) -> bytes:
-    # a compressed header may need more than 1 KiB of input to give 1 KiB of output
+def _stored_head(path: str, n: int) -> bytes:
+    """The first ``n`` stored bytes (a compressed header may need 64 KiB to give 1 KiB)."""
+    if is_url(path):  # one range request (64 KiB, cached by the source)
+        src = open_source(path)
+        try:
+            return getattr(src, "raw", src).read_bytes(0, n)
+        finally:
+            src.close()
     with open(path, "rb") as f:
-        return f.read(64 * 1024)
+        return f.read(n)
 
 
 def unsupported(path: str, found: Detected) -> UnsupportedFormatError:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.plan import PLAIN_FILE, ReadHeuristic, ReadPlan
 from ..errors import StaleFileError, TruncatedDataError
+from .urls import is_url
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,12 @@ def stale_error(
 def check_unchanged(
     path: str, identity: FileIdentity, portable: bool = False, what: str = "file"
 ) -> None:
-    """Raise :class:`StaleFileError` if the file at ``path`` is no longer ``identity``."""
+    """Raise :class:`StaleFileError` if the file at ``path`` is no longer ``identity``.
+
+    A URL is not checked here: its source checks the validator every answer carries.
+    """
+    if is_url(path):
+        return
     try:
         now = FileIdentity.of(path)
     except FileNotFoundError:

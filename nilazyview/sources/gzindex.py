@@ -310,7 +310,7 @@ def cached_bytes() -> int:
         return 0
 
 
-def new_indexed_file(path: str):
+def new_indexed_file(path: str, fileobj=None):
     """A raw ``_IndexedGzipFile`` with this module's spacing and buffers (no readahead).
 
     It reopens the file for each read (``drop_handles=True``): indexed_gzip
@@ -320,6 +320,14 @@ def new_indexed_file(path: str):
     """
     from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
 
+    if fileobj is not None:  # a remote file object: kept open, nothing to reopen
+        return _IndexedGzipFile(
+            fileobj=fileobj,
+            drop_handles=False,
+            spacing=spacing(),
+            window_size=WINDOW_SIZE,
+            readbuf_size=READBUF_SIZE,
+        )
     return _IndexedGzipFile(
         path,
         drop_handles=True,
@@ -332,16 +340,18 @@ def new_indexed_file(path: str):
 class IndexedStream:
     """Seekable gzip reader: ``indexed_gzip`` with a persisted index.
 
-    Offers ``seek``/``readinto``/``close`` like a file. The cached index is looked
+    Offers ``seek``/``readinto``/``close`` like a file (a remote stream passes
+    its ``fileobj`` and ``key``, URL + validator, instead of a path). The cached index is looked
     up on the first read past the first seek point (opening a file to parse its
     header costs nothing extra); :meth:`after_read` saves the index when it grew.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fileobj=None, key: IndexKey | None = None):
         self.path = path
-        self._igz = new_indexed_file(path)
+        self.fileobj = fileobj  # a remote file object, keyed by URL + validator (``key``)
+        self._igz = new_indexed_file(path, fileobj)
         self._spacing = spacing()
-        self._key: IndexKey | None = None
+        self._key: IndexKey | None = key
         self._looked_up = False
         self.imported = False
         self._saved_points = 0
@@ -355,10 +365,11 @@ class IndexedStream:
         self._looked_up = True
         if max_cache_bytes() <= 0:
             return
-        try:
-            self._key = IndexKey.of(self.path)
-        except OSError:
-            return
+        if self._key is None:
+            try:
+                self._key = IndexKey.of(self.path)
+            except OSError:
+                return
         if load_index(self._igz, self._key):
             self.imported = True
             self._saved_points = self.npoints
@@ -408,6 +419,8 @@ class IndexedStream:
         except Exception as exc:  # a cache problem never breaks closing
             log.debug("could not save gzip index of %s: %s", self.path, exc)
         self._igz.close()
+        if self.fileobj is not None:
+            self.fileobj.close()
 
 
 def build_and_save(path: str, end: int, key: IndexKey | None = None) -> bool:

@@ -71,6 +71,7 @@ def io_panel(
     step: dict,
     cache: SlabCache,
     prefetched: int,
+    network: dict | None = None,
 ) -> str:
     """The I/O panel: the slab and view shown, the window's read plan, this step's bytes
     wanted, read and touched, cache use and times.
@@ -91,6 +92,8 @@ def io_panel(
         The slab cache (size and counters are shown).
     prefetched : int
         Slabs prefetched so far.
+    network : dict, optional
+        A remote source's counters (``requests``, ``bytes``, ``seconds``), shown when given.
     """
     volume, axis, index = key
     rows = [f"<b>slab</b> {plane} (axis {axis}) index {index}"]
@@ -134,6 +137,11 @@ def io_panel(
         f"<b>cache</b> {len(c)} slabs, {_mib(c.nbytes)} of {_mib(c.max_bytes)}, "
         f"{c.hits} hits, {c.misses} misses; prefetched {prefetched}"
     )
+    if network is not None:
+        rows.append(
+            f"<b>network</b> {network['requests']:,} requests, {network['bytes']:,} B "
+            f"transferred, {network['seconds'] * 1000:.0f} ms in all"
+        )
     return "<div style='font:12px monospace'>" + "<br>".join(rows) + "</div>"
 
 

@@ -437,7 +437,17 @@ class SliceViewer(widgets.VBox):
         s, key = self._session, self.last_step["key"]
         plan, ndim = s.plan(key), len(self.img.shape)
         step, done = self.last_step, s.prefetcher.done
-        self.io.value = panels.io_panel(s.dmap.plane, key, ndim, plan, step, s.cache, done)
+        net = getattr(getattr(self.img.proxy, "source", None), "stats", None)  # remote sources
+        self.io.value = panels.io_panel(
+            s.dmap.plane,
+            key,
+            ndim,
+            plan,
+            step,
+            s.cache,
+            done,
+            net if isinstance(net, dict) else None,
+        )
 
     def _update_readout(self) -> None:
         s = self._session
