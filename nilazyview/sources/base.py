@@ -126,6 +126,24 @@ class ByteSource:
         if self._handle is not None:
             self.check_identity()
 
+    def check_read(self) -> None:
+        """After a read: raise :class:`StaleFileError` if the bytes may have changed during it.
+
+        A write that lands while bytes are copied moves the mtime first, so a
+        check after the copy catches what a check before it cannot.
+        """
+        self.check_fresh()
+
+    def begin_gather(self) -> bool:
+        """Before a memory-map gather: True if it may run now (then call :meth:`end_gather`).
+
+        False means read with ``pread`` instead (no lease could hold writers off).
+        """
+        return True
+
+    def end_gather(self) -> None:
+        """After a gather that :meth:`begin_gather` allowed."""
+
     def handle(self):
         if self._handle is None:
             with self._lock:

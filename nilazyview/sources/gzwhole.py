@@ -269,6 +269,15 @@ class SpillWhole(FileSource):
     def _open(self):  # the file has no name: once closed it is gone
         raise ValueError(f"{self.path} was closed")
 
+    def begin_gather(self) -> bool:  # nameless and private: nobody can truncate it
+        return True
+
+    def end_gather(self) -> None:
+        pass
+
+    def check_fresh(self) -> None:  # written once by this process; the gzip source checks
+        pass
+
     @property
     def fd(self) -> int | None:
         return self._handle

@@ -1,0 +1,165 @@
+"""Readers racing a writer: no read may kill, hang or lie (issue 16, items 1-3).
+
+Child processes slice one image in a tight loop (last-, middle- and first-axis
+planes, so the ``pread`` run, the memory-map gather and the general paths all
+run) while this process rewrites, truncates or replaces the file underneath.
+Every version stores ``raw = base + 7 v`` with ``scl_inter = 1000 v``, so a
+slice is right exactly when ``values - base`` is one multiple of 1007 over the
+whole slice: new bytes under the old header, a torn read, or another file's
+voxels all fail that. Each child reports counts; the parent counts deaths
+(a signal, e.g. ``SIGBUS``), hangs (past the timeout) and wrong arrays.
+
+Default run: >= 50 rewrites per case. ``NLV_SLOW=1`` runs 500 per case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import nilazyview
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(nilazyview.__file__)))
+SLOW = bool(os.environ.get("NLV_SLOW"))
+REWRITES = 500 if SLOW else 50
+N = 96  # 96^3 int16: 1.7 MiB, a first-axis plane is 9,216 runs of 2 bytes
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import numpy as np
+    import nilazyview as nlv
+    path, seconds, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    x, y, z = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    base = ((x + 3 * y + 5 * z) % 997).astype(np.float64)
+    counts = {"ok": 0, "stale": 0, "truncated": 0, "other_error": 0, "wrong": 0, "loads": 0}
+    indices = [(n // 2, slice(None), slice(None)), (slice(None), n // 3, slice(None)),
+               (slice(None), slice(None), n // 4), (slice(3, 90, 2), slice(None), 7),
+               (5, slice(None), slice(None)), (slice(None), 11, slice(None))]
+    img = None
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        try:
+            if img is None:
+                img = nlv.load(path)
+                counts["loads"] += 1
+            index = indices[i % len(indices)]
+            i += 1
+            got = np.asarray(img.slicecopy[index], dtype=np.float64)
+        except nlv.StaleFileError:
+            counts["stale"] += 1
+            img = None
+            continue
+        except nlv.TruncatedDataError:
+            counts["truncated"] += 1
+            img = None
+            continue
+        except nlv.ImageFileError:
+            counts["other_error"] += 1
+            img = None
+            continue
+        diff = got - base[index]
+        v = diff.flat[0] / 1007
+        if v != int(v) or not np.all(diff == diff.flat[0]):
+            counts["wrong"] += 1
+        else:
+            counts["ok"] += 1
+    print(json.dumps(counts), flush=True)
+    """
+)
+
+
+def _version_bytes(folder: str, ext: str, v: int) -> bytes:
+    x, y, z = np.meshgrid(np.arange(N), np.arange(N), np.arange(N), indexing="ij")
+    raw = ((x + 3 * y + 5 * z) % 997 + 7 * v).astype(np.int16)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(1.0, 1000.0 * v)
+    out = os.path.join(folder, f"v{v}{ext}")
+    nib.save(img, out)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def _rewrite(path: str, data: bytes, how: str, step: int) -> None:
+    if how == "rewrite":  # what cp, nibabel and most tools do: truncate, then write
+        with open(path, "wb") as f:
+            for pos in range(0, len(data), 256 * 1024):
+                f.write(data[pos : pos + 256 * 1024])
+                f.flush()
+    elif how == "truncate":  # cut, let readers meet the short file, then write it whole
+        os.truncate(path, len(data) // (2 + step % 3))
+        time.sleep(0.01)
+        with open(path, "r+b") as f:
+            f.write(data)
+    elif how == "replace":  # a new file renamed over the old one
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        raise ValueError(how)
+
+
+def race(tmp_path, ext: str, how: str, readers: int = 2, rewrites: int = REWRITES) -> dict:
+    """Run ``readers`` children while rewriting the file ``rewrites`` times; the counts."""
+    folder = str(tmp_path)
+    versions = [_version_bytes(folder, ext, v) for v in range(4)]
+    path = os.path.join(folder, "img" + ext)
+    with open(path, "wb") as f:
+        f.write(versions[0])
+    interval = 0.03
+    seconds = 1.0 + rewrites * (interval + 0.01)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("NLV_FUZZ_STRICT", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, path, str(seconds), str(N)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(readers)
+    ]
+    time.sleep(0.8)  # let them import and start reading
+    for k in range(rewrites):
+        _rewrite(path, versions[1 + k % 3], how, k)
+        time.sleep(interval)
+    totals = {"deaths": 0, "hangs": 0, "rewrites": rewrites, "readers": readers}
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            totals["hangs"] += 1
+            continue
+        if p.returncode != 0:
+            totals["deaths"] += 1
+            totals.setdefault("errors", []).append((p.returncode, err[-400:]))
+            continue
+        for key, n in json.loads(out.strip().splitlines()[-1]).items():
+            totals[key] = totals.get(key, 0) + n
+    return totals
+
+
+CASES = [(ext, how) for ext in (".nii", ".nii.gz") for how in ("rewrite", "truncate", "replace")]
+
+
+@pytest.mark.parametrize(("ext", "how"), CASES)
+def test_readers_survive_a_rewriting_writer(tmp_path, ext, how):
+    got = race(tmp_path, ext, how)
+    print(ext, how, got)
+    assert got["deaths"] == 0, got
+    assert got["hangs"] == 0, got
+    assert got["wrong"] == 0, got
+    assert got["ok"] > 0, got
