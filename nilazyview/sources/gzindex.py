@@ -148,12 +148,19 @@ class IndexKey:
     tail: str
 
     @classmethod
-    def of(cls, path: str | os.PathLike) -> IndexKey:
+    def of(cls, path: str | os.PathLike, fd: int | None = None) -> IndexKey:
+        """The key of ``path``, read from ``fd`` when given (the descriptor a source checked)."""
         real = os.path.realpath(os.fspath(path))
-        with open(real, "rb", buffering=0) as f:
-            st = os.fstat(f.fileno())
-            head = hashlib.blake2b(f.read(HEAD_BYTES), digest_size=16).hexdigest()
-            tail = os.pread(f.fileno(), 8, max(0, st.st_size - 8)).hex()
+        if fd is None:
+            with open(real, "rb", buffering=0) as f:
+                return cls._of_fd(real, f.fileno())
+        return cls._of_fd(real, fd)
+
+    @classmethod
+    def _of_fd(cls, real: str, fd: int) -> IndexKey:
+        st = os.fstat(fd)
+        head = hashlib.blake2b(os.pread(fd, HEAD_BYTES, 0), digest_size=16).hexdigest()
+        tail = os.pread(fd, 8, max(0, st.st_size - 8)).hex()
         return cls(real, st.st_size, st.st_mtime_ns, head, tail)
 
     @property
@@ -300,16 +307,24 @@ def cached_bytes() -> int:
         return 0
 
 
-def new_indexed_file(path: str):
+def new_indexed_file(path: str, fileobj=None):
     """A raw ``_IndexedGzipFile`` with this module's spacing and buffers (no readahead).
 
-    It reopens the file for each read (``drop_handles=True``): indexed_gzip
-    1.10 leaks about 9 KB per file opened with a kept handle, and a reopen costs
-    microseconds next to any decompression. Staleness is checked by path before
-    every read (``GzipSource.check_fresh``).
+    With ``fileobj`` (a :class:`~nilazyview.sources.checked.CheckedFile`) it reads
+    the descriptor the source opened and checked, never the path again: a file
+    renamed over it or cut short cannot reach the decompressor. Without, it
+    reopens the path for each read (``drop_handles=True``): indexed_gzip 1.10
+    leaks about 9 KB per file opened with a kept handle.
     """
     from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
 
+    if fileobj is not None:
+        return _IndexedGzipFile(
+            fileobj=fileobj,
+            spacing=spacing(),
+            window_size=WINDOW_SIZE,
+            readbuf_size=READBUF_SIZE,
+        )
     return _IndexedGzipFile(
         path,
         drop_handles=True,
@@ -327,9 +342,10 @@ class IndexedStream:
     header costs nothing extra); :meth:`after_read` saves the index when it grew.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fileobj=None):
         self.path = path
-        self._igz = new_indexed_file(path)
+        self._fileobj = fileobj
+        self._igz = new_indexed_file(path, fileobj)
         self._spacing = spacing()
         self._key: IndexKey | None = None
         self._looked_up = False
@@ -345,12 +361,15 @@ class IndexedStream:
         if max_cache_bytes() <= 0:
             return
         try:
-            self._key = IndexKey.of(self.path)
+            self._key = IndexKey.of(self.path, self._fd())
         except OSError:
             return
         if load_index(self._igz, self._key):
             self.imported = True
             self._saved_points = self.npoints
+
+    def _fd(self) -> int | None:
+        return getattr(self._fileobj, "fd", None)
 
     def seek(self, offset: int) -> int:
         if not self._looked_up and offset >= self._spacing:
@@ -372,7 +391,7 @@ class IndexedStream:
             return
         if self._key is None:
             try:
-                self._key = IndexKey.of(self.path)
+                self._key = IndexKey.of(self.path, self._fd())
             except OSError:
                 return
         if save_index(self._igz, self._key):
@@ -386,19 +405,20 @@ class IndexedStream:
         self._igz.close()
 
 
-def build_and_save(path: str, end: int, key: IndexKey | None = None) -> bool:
+def build_and_save(path: str, end: int, key: IndexKey | None = None, fileobj=None) -> bool:
     """Build the index of ``path`` up to uncompressed byte ``end`` and save it.
 
     Meant for a background thread (``zran_seek`` releases the GIL); lowers its
-    own thread's priority first where the platform allows.
+    own thread's priority first where the platform allows. ``fileobj``: read
+    it instead of the path (the key must then be of the same descriptor).
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):
         pass
     try:
-        key = key or IndexKey.of(path)
-        igz = new_indexed_file(path)
+        key = key or IndexKey.of(path, getattr(fileobj, "fd", None))
+        igz = new_indexed_file(path, fileobj)
         try:
             igz.seek(max(0, end - 1))
             if igz.npoints < MIN_NEW_POINTS:
