@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Literal
 
@@ -25,6 +27,18 @@ def h5py_module():
     return h5py
 
 
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for opener in list(_LIVE):
+        opener._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 class H5Opener:
     """Opens one dataset of one HDF5 file lazily; pickles as path, identity and dataset name."""
 
@@ -32,6 +46,13 @@ class H5Opener:
         self.path = path
         self.identity = identity
         self.dataset_name = dataset
+        self._lock = threading.Lock()
+        self._file = None
+
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock; the parent's HDF5 handle is forgotten, not closed."""
         self._lock = threading.Lock()
         self._file = None
 

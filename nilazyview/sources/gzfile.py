@@ -87,6 +87,16 @@ class GzipSource(ByteSource):
             if file is not None:
                 file.close()
 
+    def _after_fork(self) -> None:
+        # the decompressor may be mid-read in a parent thread: drop it unclosed
+        # (closing would export its index); close only the child's descriptor copy
+        self._whole_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._handle = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
     def check_read(self) -> None:
         """After a read: the descriptor read is still the version loaded (``fstat``)."""
         file = self._file

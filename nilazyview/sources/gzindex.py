@@ -87,6 +87,15 @@ _state_lock = threading.Lock()
 _disabled_reason: str | None = None  # set after a failed write: one warning, memory only
 
 
+def _reset_in_child() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 def cache_dir() -> Path:
     """The folder holding persisted gzip indexes (not created here)."""
     root = os.environ.get("NILAZYVIEW_CACHE_DIR")

@@ -280,6 +280,9 @@ class SpillWhole(FileSource):
     def _open(self):  # the file has no name: once closed it is gone
         raise ValueError(f"{self.path} was closed")
 
+    def _after_fork(self) -> None:  # keep the descriptor: the file has no name to reopen
+        self._lock = threading.Lock()
+
     def begin_gather(self) -> bool:  # nameless and private: nobody can truncate it
         return True
 
@@ -464,6 +467,17 @@ def start_index_build(
     t = threading.Thread(target=run, name="nilazyview-gzindex", daemon=False)
     t.start()
     return t
+
+
+def _reset_in_child() -> None:
+    global _building_lock
+    _building_lock = threading.Lock()
+    _building.clear()  # the parent's build threads do not run here
+    BUDGET._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def plan_bytes(plan) -> int:

@@ -36,6 +36,7 @@ gathers use ``pread`` so the writer is not starved.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import struct
 import sys
@@ -90,6 +91,10 @@ def reset_after_fork() -> None:
     global _sink_tid, _sink_lock
     _sink_tid = None
     _sink_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_after_fork)
 
 
 class Lease:
