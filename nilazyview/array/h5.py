@@ -108,7 +108,15 @@ class H5DatasetArray(ArrayLike):
         return None
 
     def check_fresh(self) -> None:
-        """Nothing yet: chunked HDF5 reads are not re-checked after the first open."""
+        """Raise :class:`~nilazyview.StaleFileError` if the file changed since loading.
+
+        By path (``stat``: size, mtime, inode), before and after every read: HDF5
+        keeps its own handle, so a truncated file read as zeros and a rewritten
+        one as new values before this check existed.
+        """
+        src = self.source
+        if src.identity is not None:
+            check_unchanged(src.path, src.identity)
 
     def stored_chunks(self, chunk_bytes: int) -> Iterator[memoryview]:
         raise TypeError(f"{self.name}: a chunked HDF5 dataset has no byte layout")
@@ -118,10 +126,13 @@ class H5DatasetArray(ArrayLike):
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype.newbyteorder("="))
         box = tuple(slice(s.lo, s.hi, abs(s.step) if s.count > 1 else 1) for s in cidx.axes)
+        self.check_fresh()
         try:
             arr = np.asarray(self.source.dataset()[box])
-        except (OSError, KeyError, RuntimeError) as exc:  # e.g. external data gone
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            self.check_fresh()  # a changed file first: StaleFileError says so
             raise ImageFileError(f"{self.name}: cannot read the MINC2 data: {exc}") from None
+        self.check_fresh()  # the bytes HDF5 read may be a rewrite's
         post = []
         for it in cidx.items:
             if it is None:

@@ -20,3 +20,8 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 def temp_root() -> str:
     """The folder for temporary files: ``$NILAZYVIEW_TMPDIR`` or the system temporary folder."""
     return os.environ.get("NILAZYVIEW_TMPDIR") or tempfile.gettempdir()
+
+
+def env_flag(name: str) -> bool:
+    """True when ``$name`` is set to ``1``, ``yes``, ``true`` or ``on`` (any case)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "yes", "true", "on")

@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..fs import leftovers
+from ..fs.private import read_private_file, unsafe_reason, usable_private
 from ..fs.settings import env_int
 
 log = logging.getLogger("nilazyview.gzindex")
@@ -178,6 +179,17 @@ class IndexKey:
         return digest[:40] + _SUFFIX
 
 
+def folder_ok(folder: Path | None = None) -> bool:
+    """True when the cache folder is ours alone, 0700 (or absent); else warn once, False."""
+    folder = cache_dir() if folder is None else folder
+    return usable_private(str(folder), "gzip indexes", _INSTEAD)
+
+
+_INSTEAD = (
+    "indexes are kept in memory only (set NILAZYVIEW_CACHE_DIR to a folder of your own, mode 0700)"
+)
+
+
 def index_path(key: IndexKey) -> Path:
     """Where the index of ``key`` is stored."""
     return cache_dir() / key.filename
@@ -198,11 +210,17 @@ def load_index(igz, key: IndexKey) -> bool:
     """
     if max_cache_bytes() <= 0:
         return False
+    if not folder_ok():
+        return False
     path = index_path(key)
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
+        blob = read_private_file(path, max_cache_bytes())
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        stats["corrupt"] += 1
+        log.warning("unusable gzip index %s (%s); dropped", path, exc)
+        _drop(path)
         return False
     try:
         if blob[:8] != _MAGIC:
@@ -257,6 +275,8 @@ def save_index(igz, key: IndexKey) -> bool:
     tmp = None
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not folder_ok(folder):
+            return False
         leftovers.clean_partials(str(folder))  # of processes killed while saving
         fd, tmp = tempfile.mkstemp(prefix=".gzidx.", suffix=leftovers.partial_suffix(), dir=folder)
         with os.fdopen(fd, "wb") as f:
@@ -279,6 +299,8 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
     """Delete least-recently-used index files until the folder fits its bound."""
     limit = max_cache_bytes() if limit is None else limit
     folder = cache_dir()
+    if unsafe_reason(str(folder), private=True) is not None:
+        return
     entries = []
     try:
         with os.scandir(folder) as it:
@@ -443,18 +465,19 @@ def build_and_save(path: str, end: int, key: IndexKey | None = None, fileobj=Non
 def read_meta(path: str | os.PathLike) -> dict | None:
     """The metadata stored with an index file (identity, points, CRC), or None."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:8] != _MAGIC:
-                return None
-            (hlen,) = struct.unpack_from("<I", head, 8)
-            return json.loads(f.read(hlen).decode("utf-8"))
+        blob = read_private_file(Path(path), max_cache_bytes())
+        if blob[:8] != _MAGIC:
+            return None
+        (hlen,) = struct.unpack_from("<I", blob, 8)
+        return json.loads(blob[12 : 12 + hlen].decode("utf-8"))
     except (OSError, ValueError, struct.error):
         return None
 
 
 def has_index(key: IndexKey) -> bool:
     """True when an index file for ``key`` exists with a matching identity (not CRC-checked)."""
+    if unsafe_reason(str(cache_dir()), private=True) is not None:
+        return False
     meta = read_meta(index_path(key))
     return meta is not None and meta.get("key") == asdict(key)
 
