@@ -95,12 +95,13 @@ _OPEN_FLAGS = (
 )
 
 
-def read_private_file(path: str | os.PathLike, cap: int) -> bytes:
+def read_private_file(path: str | os.PathLike, cap: int, want: int | None = None) -> bytes:
     """The bytes of a file of ours: a regular file owned by this user, at most ``cap`` bytes.
 
     Opened ``O_NOFOLLOW | O_NONBLOCK``: a symlink (to ``/dev/zero``, say) or a
     FIFO planted in its place raises ``OSError`` instead of being followed or
-    blocking; anything else is an ``OSError`` too.
+    blocking; anything else is an ``OSError`` too. ``want``: read only that many
+    bytes (a header).
     """
     fd = os.open(path, _OPEN_FLAGS)
     try:
@@ -111,7 +112,7 @@ def read_private_file(path: str | os.PathLike, cap: int) -> bytes:
             raise OSError(f"{path}: belongs to uid {st.st_uid}")
         if st.st_size > cap:
             raise OSError(f"{path}: {st.st_size} bytes, more than the bound of {cap}")
-        chunks, left = [], cap + 1
+        chunks, left = [], cap + 1 if want is None else min(want, cap + 1)
         while left > 0:
             piece = os.read(fd, min(left, 2**24))
             if not piece:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
 from ..errors import ImageFileError
-from . import gzindex, gzwhole
+from . import gzbuild, gzindex, gzwhole
 from .base import ByteSource
 from .checked import CheckedFile
 
@@ -142,7 +142,7 @@ class GzipSource(ByteSource):
                 file = self._checked()
                 handle = self._handle
                 if handle is None or not getattr(handle, "imported", False):
-                    gzwhole.start_index_build(self.path, end, file)
+                    gzbuild.start_index_build(self.path, end, file)
                 whole = gzwhole.materialize(self.path, end, file)
                 file.check()  # the bytes kept are the version loaded
                 self._whole = whole

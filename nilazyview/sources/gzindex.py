@@ -72,17 +72,13 @@ MIN_NEW_POINTS = 4
 HEAD_BYTES = 64 * 2**10
 
 _MAGIC = b"NLVGZIX1"
+_META_BYTES = 64 * 2**10  # the identity record leads the file
 _SUFFIX = ".gzidx"
 
 #: Counters for tests and QA (per process).
-stats: dict[str, int] = {
-    "imports": 0,
-    "exports": 0,
-    "stale": 0,
-    "corrupt": 0,
-    "evictions": 0,
-    "write_failures": 0,
-}
+stats: dict[str, int] = dict.fromkeys(
+    ("imports", "exports", "stale", "corrupt", "evictions", "write_failures"), 0
+)
 
 _state_lock = threading.Lock()
 _disabled_reason: str | None = None  # set after a failed write: one warning, memory only
@@ -308,8 +304,12 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
                 if not e.name.endswith(_SUFFIX):
                     continue
                 try:
-                    st = e.stat()
+                    st = e.stat(follow_symlinks=False)
                 except OSError:
+                    continue
+                if _source_gone(folder / e.name):  # raw voxel windows of a deleted file
+                    _drop(folder / e.name)
+                    stats["evictions"] += 1
                     continue
                 entries.append((st.st_mtime_ns, e.name, st.st_size))
     except OSError:
@@ -327,6 +327,12 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
             continue
         stats["evictions"] += 1
         total -= size
+
+
+def _source_gone(index_file: Path) -> bool:
+    meta = read_meta(index_file)
+    src = (meta or {}).get("key", {}).get("path")
+    return isinstance(src, str) and not os.path.exists(src)
 
 
 def cached_bytes() -> int:
@@ -349,19 +355,11 @@ def new_indexed_file(path: str, fileobj=None):
     """
     from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
 
-    if fileobj is not None:
-        return _IndexedGzipFile(
-            fileobj=fileobj,
-            spacing=spacing(),
-            window_size=WINDOW_SIZE,
-            readbuf_size=READBUF_SIZE,
-        )
+    where = (
+        {"fileobj": fileobj} if fileobj is not None else {"filename": path, "drop_handles": True}
+    )
     return _IndexedGzipFile(
-        path,
-        drop_handles=True,
-        spacing=spacing(),
-        window_size=WINDOW_SIZE,
-        readbuf_size=READBUF_SIZE,
+        **where, spacing=spacing(), window_size=WINDOW_SIZE, readbuf_size=READBUF_SIZE
     )
 
 
@@ -465,7 +463,7 @@ def build_and_save(path: str, end: int, key: IndexKey | None = None, fileobj=Non
 def read_meta(path: str | os.PathLike) -> dict | None:
     """The metadata stored with an index file (identity, points, CRC), or None."""
     try:
-        blob = read_private_file(Path(path), max_cache_bytes())
+        blob = read_private_file(Path(path), max_cache_bytes(), want=_META_BYTES)
         if blob[:8] != _MAGIC:
             return None
         (hlen,) = struct.unpack_from("<I", blob, 8)

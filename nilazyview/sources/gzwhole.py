@@ -39,7 +39,6 @@ import numpy as np
 from ..core.plan import PLAIN_FILE
 from ..errors import ImageFileError, TruncatedDataError
 from ..fs.settings import env_int, temp_root
-from . import gzindex
 from .base import ByteSource
 from .checked import CheckedFile
 from .file import FileSource
@@ -421,58 +420,7 @@ class ForwardStream(ByteSource):
         return bytes(buf)
 
 
-_building: set[str] = set()
-_building_lock = threading.Lock()
-
-
-def start_index_build(
-    path: str, end: int, file: CheckedFile | None = None
-) -> threading.Thread | None:
-    """Build and save the seek-point index of ``path`` in a background thread.
-
-    Skipped when ``indexed_gzip`` is missing, persisting is off, the data is too
-    small to be worth an index, or a matching index is cached already. The
-    thread is not a daemon: a process that exits right away waits for it, so the
-    index is there for the next one.
-    """
-    if end < gzindex.MIN_NEW_POINTS * gzindex.spacing() or not gzindex.persisting():
-        return None
-    try:
-        import indexed_gzip  # noqa: F401  (the optional 'gz' extra)
-    except ImportError:  # pragma: no cover - depends on the install
-        return None
-    try:
-        key = gzindex.IndexKey.of(path, None if file is None else file.fd)
-    except OSError:
-        return None
-    if gzindex.has_index(key):
-        return None
-    own = None
-    if file is not None:  # a descriptor of its own: the thread may outlive the source
-        own = CheckedFile(os.dup(file.fd), file.path, file.identity)
-    with _building_lock:
-        if key.path in _building:
-            return None
-        _building.add(key.path)
-
-    def run() -> None:
-        try:
-            gzindex.build_and_save(path, end, key, own)
-        finally:
-            if own is not None:
-                own.close()
-            with _building_lock:
-                _building.discard(key.path)
-
-    t = threading.Thread(target=run, name="nilazyview-gzindex", daemon=False)
-    t.start()
-    return t
-
-
 def _reset_in_child() -> None:
-    global _building_lock
-    _building_lock = threading.Lock()
-    _building.clear()  # the parent's build threads do not run here
     BUDGET._lock = threading.Lock()
 
 
@@ -496,6 +444,5 @@ __all__ = [
     "memory_budget",
     "plan_bytes",
     "spill_dir",
-    "start_index_build",
     "stats",
 ]
