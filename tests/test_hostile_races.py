@@ -249,3 +249,78 @@ def test_gzip_cut_during_indexed_reads_never_spins(tmp_path, how):
     counts = json.loads(out.strip().splitlines()[-1])
     print(how, counts)
     assert counts["ok"] > 0
+
+
+VIEWER_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from nilazyview.viewer import SliceViewer
+    path, seconds = sys.argv[1], float(sys.argv[2])
+    counts = {"opened": 0, "steps": 0, "stale": 0, "truncated": 0, "other": [], "open_error": 0}
+    v = None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if v is None:
+            try:
+                v = SliceViewer(path, window=(0.0, 8000.0), prefetch=3, poll_interval=0)
+                v.axis = 1  # coronal: memory-map gathers, and the prefetch thread reads ahead
+                counts["opened"] += 1
+            except Exception:  # the file is being written: not loadable yet
+                counts["open_error"] += 1
+                time.sleep(0.005)
+                continue
+        v.index = (v.index + 1) % (v.slider.max + 1)
+        counts["steps"] += 1
+        time.sleep(0.002)
+        msg = v.error.value
+        if msg:
+            if "Cannot view" in msg:  # opened while the file was being written
+                counts["open_error"] += 1
+            elif "StaleFileError" in msg or "changed on disk" in msg:
+                counts["stale"] += 1
+            elif "Truncated" in msg or "truncated" in msg:
+                counts["truncated"] += 1
+            elif len(counts["other"]) < 5:
+                counts["other"].append(msg[:300])
+            v.close()
+            v = None
+    if v is not None:
+        v.close()
+    print(json.dumps(counts), flush=True)
+    """
+)
+
+
+def test_viewer_with_prefetch_survives_a_rewriting_writer(tmp_path):
+    """The viewer scrubbing a coronal view, prefetching, while the file is rewritten."""
+    pytest.importorskip("ipywidgets")
+    folder = str(tmp_path)
+    versions = [_version_bytes(folder, ".nii", v) for v in range(3)]
+    path = os.path.join(folder, "view.nii")
+    with open(path, "wb") as f:
+        f.write(versions[0])
+    rewrites = REWRITES
+    seconds = 1.5 + rewrites * 0.05
+    env = dict(os.environ, PYTHONPATH=REPO)
+    p = subprocess.Popen(
+        [sys.executable, "-c", VIEWER_CHILD, path, str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(1.5)
+    for k in range(rewrites):
+        _rewrite(path, versions[1 + k % 2], "rewrite", k)
+        time.sleep(0.03)
+    try:
+        out, err = p.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        pytest.fail("the viewer hung")
+    assert p.returncode == 0, (p.returncode, err[-2000:])
+    counts = json.loads(out.strip().splitlines()[-1])
+    print("viewer", counts)
+    assert counts["other"] == [], counts
+    assert counts["steps"] > 0 and counts["opened"] > 1, counts
