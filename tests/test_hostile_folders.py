@@ -223,3 +223,24 @@ def test_view_dir_refuses_a_folder_others_may_write(tmp_path, image):
         cli.write_notebook(image, str(folder))
     os.chmod(folder, 0o1777)  # sticky, as /tmp: others cannot replace our file
     assert os.path.isfile(cli.write_notebook(image, str(folder)))
+
+
+def test_fifo_as_the_image_path_is_refused(tmp_path):
+    """A FIFO named like an image: refused at once, never waited on (child, timeout)."""
+    fifo = str(tmp_path / "img.nii")
+    os.mkfifo(fifo)
+    code = textwrap.dedent(
+        """
+        import sys, nilazyview as nlv
+        try:
+            nlv.load(sys.argv[1])
+        except nlv.ImageFileError as e:
+            print("refused", e)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=REPO)
+    res = subprocess.run(
+        [sys.executable, "-c", code, fifo], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert res.returncode == 0, res.stderr[-1000:]
+    assert "refused" in res.stdout and "not a regular file" in res.stdout

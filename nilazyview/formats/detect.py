@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 
@@ -75,8 +76,7 @@ def sniff(head: bytes, path: str | None = None) -> str:
 def detect(path: str | os.PathLike) -> Detected:
     """Detect the format of the file at ``path`` from its first bytes."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(_HEAD_BYTES)
+    head = _read_head(path, _HEAD_BYTES)
     gz = head[:2] == b"\x1f\x8b"
     if gz:
         head = _gunzip_head(head if len(head) < _HEAD_BYTES else _more(path), _HEAD_BYTES)
@@ -85,8 +85,18 @@ def detect(path: str | os.PathLike) -> Detected:
 
 def _more(path) -> bytes:
     # a compressed header may need more than 1 KiB of input to give 1 KiB of output
-    with open(path, "rb") as f:
-        return f.read(64 * 1024)
+    return _read_head(path, 64 * 1024)
+
+
+def _read_head(path: str, n: int) -> bytes:
+    """The first ``n`` bytes of a regular file; a FIFO or device is refused, never waited on."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsupportedFormatError(f"{path}: not a regular file")
+        return os.pread(fd, n, 0)
+    finally:
+        os.close(fd)
 
 
 def unsupported(path: str, found: Detected) -> UnsupportedFormatError:
