@@ -1,8 +1,9 @@
 """Readers racing a writer: no read may kill, hang or lie (issue 16, items 1-3).
 
-Child processes slice one image in a tight loop (last-, middle- and first-axis
-planes, so the ``pread`` run, the memory-map gather and the general paths all
-run) while this process rewrites, truncates or replaces the file underneath.
+Child processes, two threads each sharing one image (and so one lease), slice it
+in a tight loop (last-, middle- and first-axis planes, so the ``pread`` run, the
+memory-map gather and the general paths all run) while this process rewrites,
+truncates or replaces the file underneath.
 Every version stores ``raw = base + 7 v`` with ``scl_inter = 1000 v``, so a
 slice is right exactly when ``values - base`` is one multiple of 1007 over the
 whole slice: new bytes under the old header, a torn read, or another file's
@@ -34,45 +35,56 @@ N = 96  # 96^3 int16: 1.7 MiB, a first-axis plane is 9,216 runs of 2 bytes
 
 CHILD = textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, os, sys, threading, time
     import numpy as np
     import nilazyview as nlv
     path, seconds, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     x, y, z = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
     base = ((x + 3 * y + 5 * z) % 997).astype(np.float64)
     counts = {"ok": 0, "stale": 0, "truncated": 0, "other_error": 0, "wrong": 0, "loads": 0}
+    lock = threading.Lock()
     indices = [(n // 2, slice(None), slice(None)), (slice(None), n // 3, slice(None)),
                (slice(None), slice(None), n // 4), (slice(3, 90, 2), slice(None), 7),
                (5, slice(None), slice(None)), (slice(None), 11, slice(None))]
-    img = None
+    shared = {"img": None}
     end = time.monotonic() + seconds
-    i = 0
-    while time.monotonic() < end:
-        try:
-            if img is None:
-                img = nlv.load(path)
-                counts["loads"] += 1
-            index = indices[i % len(indices)]
-            i += 1
-            got = np.asarray(img.slicecopy[index], dtype=np.float64)
-        except nlv.StaleFileError:
-            counts["stale"] += 1
-            img = None
-            continue
-        except nlv.TruncatedDataError:
-            counts["truncated"] += 1
-            img = None
-            continue
-        except nlv.ImageFileError:
-            counts["other_error"] += 1
-            img = None
-            continue
-        diff = got - base[index]
-        v = diff.flat[0] / 1007
-        if v != int(v) or not np.all(diff == diff.flat[0]):
-            counts["wrong"] += 1
-        else:
-            counts["ok"] += 1
+
+    def add(key):
+        with lock:
+            counts[key] += 1
+
+    def reader(i):
+        # two threads share one image (and so one lease) until it goes stale
+        while time.monotonic() < end:
+            img = shared["img"]
+            try:
+                if img is None:
+                    img = shared["img"] = nlv.load(path)
+                    add("loads")
+                index = indices[i % len(indices)]
+                i += 1
+                got = np.asarray(img.slicecopy[index], dtype=np.float64)
+            except nlv.StaleFileError:
+                add("stale")
+                shared["img"] = None
+                continue
+            except nlv.TruncatedDataError:
+                add("truncated")
+                shared["img"] = None
+                continue
+            except nlv.ImageFileError:
+                add("other_error")
+                shared["img"] = None
+                continue
+            diff = got - base[index]
+            v = diff.flat[0] / 1007
+            add("wrong" if v != int(v) or not np.all(diff == diff.flat[0]) else "ok")
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     print(json.dumps(counts), flush=True)
     """
 )
