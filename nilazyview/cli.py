@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from .errors import ImageFileError
 from .formats import registry
 from .formats.detect import detect
 from .fs.paths import names_for_reading
+from .fs.private import unsafe_reason
+from .fs.settings import temp_root
 from .io.load import load
 from .sources import URL, gzindex, is_url
 from .version import __version__
@@ -202,14 +205,31 @@ def make_notebook(path: str) -> dict:
 
 
 def write_notebook(path: str, folder: str | None = None) -> str:
-    """Write the viewing notebook for ``path`` into ``folder`` (a new temp folder by default)."""
-    folder = folder or tempfile.mkdtemp(prefix="nilazyview-view-")
+    """Write the viewing notebook for ``path`` into ``folder`` (a new temp folder by default).
+
+    Written to a new file (``O_EXCL``, mode 0600) renamed over the notebook, so a
+    symlink planted under its name is replaced, never followed, and a notebook
+    planted by another user is replaced by ours, never written into. A folder
+    others may write (without the sticky bit) is refused: they could swap the
+    notebook after we wrote it.
+    """
+    folder = folder or tempfile.mkdtemp(prefix="nilazyview-view-", dir=temp_root())
     os.makedirs(folder, exist_ok=True)
+    reason = unsafe_reason(folder, private=False)
+    if reason is not None:
+        raise UserError(f"{folder}: not a safe folder for the notebook: {reason}")
     stem = os.path.basename(str(URL(path)) if is_url(path) else path).split(".")[0] or "image"
     out = os.path.join(folder, f"view-{stem}.ipynb")
-    with open(out, "w") as f:
-        json.dump(make_notebook(path), f, indent=1)
-        f.write("\n")
+    fd, tmp = tempfile.mkstemp(prefix=".view-", suffix=".ipynb.partial", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(make_notebook(path), f, indent=1)
+            f.write("\n")
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return out
 
 
@@ -229,7 +249,11 @@ def cmd_view(args: argparse.Namespace) -> int:
     if args.port:
         cmd.append(f"--port={args.port}")
     print(f"nilazyview view: opening {nb}", file=sys.stderr)
-    return subprocess.call(cmd)
+    try:
+        return subprocess.call(cmd)
+    finally:
+        if args.dir is None:  # our own temporary folder: gone with JupyterLab
+            shutil.rmtree(os.path.dirname(nb), ignore_errors=True)
 
 
 def find_bench() -> Path | None:

@@ -81,6 +81,20 @@ from nilazyview.adapters import as_image, to_nibabel
 
 h5py = pytest.importorskip("h5py")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _trust_external_data():
+    """These properties fuzz external and virtual data once trusted (refused by default:
+    tests/test_hostile_minc.py)."""
+    old = os.environ.get("NILAZYVIEW_MINC_EXTERNAL")
+    os.environ["NILAZYVIEW_MINC_EXTERNAL"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("NILAZYVIEW_MINC_EXTERNAL", None)
+    else:
+        os.environ["NILAZYVIEW_MINC_EXTERNAL"] = old
+
+
 EXAMPLES = int(os.environ.get("NLV_FUZZ_EXAMPLES", "60"))
 STRICT = os.environ.get("NLV_FUZZ_STRICT", "") not in ("", "0")
 FUZZ = settings(

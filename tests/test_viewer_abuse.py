@@ -37,6 +37,15 @@ def phantom(shape, seed=0) -> np.ndarray:
     return (base % 1000 + rng.integers(0, 5, shape)).astype(np.int16)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _lease_thread():
+    """The one idle thread lease-break signals go to (sources/lease.py) lives for the
+    process once a gather ran; start it before threads are counted."""
+    from nilazyview.sources import lease
+
+    lease.sink_tid()
+
+
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory):
     arr = phantom(SHAPE)

@@ -81,6 +81,7 @@ class ArrayProxy(ArrayLike):
             n = min(len(buf), layout.nbytes - done)
             self.check_fresh()  # never the new bytes under the old header
             self.source.read_into(layout.offset + done, buf[:n])
+            self.source.check_read()
             yield buf[:n]
             done += n
 
@@ -109,9 +110,12 @@ class ArrayProxy(ArrayLike):
                     pattern, index, found[1], source, scaling, self._out_dtypes[raw]
                 )
                 if out is not None:
+                    source.check_read()  # a write during the copy moved the mtime
                     return out
-        plan, source = source.prepare(self.plan(index))
-        return execute(plan, source, self.scaling, raw=raw)
+        plan, run_on = source.prepare(self.plan(index))
+        out = execute(plan, run_on, self.scaling, raw=raw)
+        source.check_read()
+        return out
 
     __getitem__ = read
 

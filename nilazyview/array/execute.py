@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from ..core.layout import DiskLayout
 from ..core.pattern import PatternPlan
-from ..core.plan import Box, Chunk, ReadPlan, box_offset, box_runs, plan_read, run_offsets
+from ..core.plan import (
+    Box,
+    Chunk,
+    ReadHeuristic,
+    ReadPlan,
+    box_offset,
+    box_runs,
+    plan_read,
+    run_offsets,
+)
 from ..core.values import Scaling
 from ..sources import ByteSource
 
@@ -50,13 +61,38 @@ def _mapped(layout: DiskLayout, source: ByteSource) -> np.ndarray:
     )
 
 
-def read_box(layout: DiskLayout, box: Box, source: ByteSource, strategy: str) -> np.ndarray:
-    """The raw stored values of ``box`` (on-disk dtype), as a box-shaped array.
+@functools.lru_cache(maxsize=16)
+def _no_map(heuristic: ReadHeuristic) -> ReadHeuristic:
+    return replace(heuristic, mmap_min_runs=None)
 
-    With ``"mmap"`` the result is a view of the mapping: copy before keeping it.
+
+def _pread_plan(layout: DiskLayout, index, heuristic: ReadHeuristic) -> ReadPlan:
+    """The best plan for ``index`` without a memory map (a gather got no lease)."""
+    return plan_read(layout, index, _no_map(heuristic))
+
+
+def gather_into(layout: DiskLayout, source: ByteSource, index, scaling: Scaling, out) -> bool:
+    """Gather ``index`` from the map into ``out`` under the source's lease; False: no lease."""
+    if not source.begin_gather():
+        return False
+    try:
+        scaling.apply(_mapped(layout, source)[index], out)
+    finally:
+        source.end_gather()
+    return True
+
+
+def read_box(layout: DiskLayout, box: Box, source: ByteSource, strategy: str) -> np.ndarray:
+    """The raw stored values of ``box`` (on-disk dtype), as a new box-shaped array.
+
+    ``"mmap"`` gathers under the source's lease, else reads with ``pread``.
     """
     if strategy == "mmap":
-        return _mapped(layout, source)[_box_slices(box)]
+        out = np.empty(box.count, layout.dtype, order=layout.order)
+        if gather_into(layout, source, _box_slices(box), _UNSCALED, out):
+            return out
+        plan = _pread_plan(layout, _box_slices(box), source.heuristic)
+        return execute(plan, source, raw=True)
     flat = np.empty(int(np.prod(box.count)), layout.dtype)
     _read_box_into(layout, box, source, flat)
     return flat.reshape(box.count, order=layout.order)
@@ -99,7 +135,8 @@ def execute(
             flat = out.reshape(-1, order=layout.order)
             _read_box_into(layout, plan.box, source, flat, plan.runs.n_runs, plan.box_offset)
         elif plan.strategy == "mmap":  # one gather from the map, straight into out
-            scaling.apply(_mapped(layout, source)[plan.stored_index], out)
+            if not gather_into(layout, source, plan.stored_index, scaling, out):
+                return execute(_pread_plan(layout, plan.index, plan.heuristic), source, scaling)
         else:
             scaling.apply(read_box(layout, plan.box, source, plan.strategy)[plan.post], out)
         return out
@@ -118,6 +155,13 @@ def execute(
             flat = scratch[:size]
             _read_box_into(layout, chunk.box, source, flat)
             values = flat.reshape(chunk.box.count, order=layout.order)[chunk.post]
+        elif plan.strategy == "mmap" and source.begin_gather():
+            try:
+                view = _mapped(layout, source)[_box_slices(chunk.box)][chunk.post]
+                scaling.apply(view, out[(*chunk.out_index, Ellipsis)])
+            finally:
+                source.end_gather()
+            continue
         else:
             values = read_box(layout, chunk.box, source, plan.strategy)[chunk.post]
         scaling.apply(values, out[(*chunk.out_index, Ellipsis)])
@@ -154,6 +198,7 @@ def execute_pattern(
             cold = source.cold_plan(plan_read(layout, index, plan.heuristic))
             return execute(cold, source, scaling)
         out = np.empty(plan.out_shape, out_dtype, order=order)
-        scaling.apply(_mapped(layout, source)[index], out)
+        if not gather_into(layout, source, index, scaling, out):
+            return execute(_pread_plan(layout, index, plan.heuristic), source, scaling)
         return out
     return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Literal
 
@@ -25,6 +27,18 @@ def h5py_module():
     return h5py
 
 
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for opener in list(_LIVE):
+        opener._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 class H5Opener:
     """Opens one dataset of one HDF5 file lazily; pickles as path, identity and dataset name."""
 
@@ -32,6 +46,13 @@ class H5Opener:
         self.path = path
         self.identity = identity
         self.dataset_name = dataset
+        self._lock = threading.Lock()
+        self._file = None
+
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock; the parent's HDF5 handle is forgotten, not closed."""
         self._lock = threading.Lock()
         self._file = None
 
@@ -87,7 +108,15 @@ class H5DatasetArray(ArrayLike):
         return None
 
     def check_fresh(self) -> None:
-        """Nothing yet: chunked HDF5 reads are not re-checked after the first open."""
+        """Raise :class:`~nilazyview.StaleFileError` if the file changed since loading.
+
+        By path (``stat``: size, mtime, inode), before and after every read: HDF5
+        keeps its own handle, so a truncated file read as zeros and a rewritten
+        one as new values before this check existed.
+        """
+        src = self.source
+        if src.identity is not None:
+            check_unchanged(src.path, src.identity)
 
     def stored_chunks(self, chunk_bytes: int) -> Iterator[memoryview]:
         raise TypeError(f"{self.name}: a chunked HDF5 dataset has no byte layout")
@@ -97,10 +126,13 @@ class H5DatasetArray(ArrayLike):
         if any(s.count == 0 for s in cidx.axes):
             return np.empty(cidx.out_shape, self.dtype.newbyteorder("="))
         box = tuple(slice(s.lo, s.hi, abs(s.step) if s.count > 1 else 1) for s in cidx.axes)
+        self.check_fresh()
         try:
             arr = np.asarray(self.source.dataset()[box])
-        except (OSError, KeyError, RuntimeError) as exc:  # e.g. external data gone
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            self.check_fresh()  # a changed file first: StaleFileError says so
             raise ImageFileError(f"{self.name}: cannot read the MINC2 data: {exc}") from None
+        self.check_fresh()  # the bytes HDF5 read may be a rewrite's
         post = []
         for it in cidx.items:
             if it is None:

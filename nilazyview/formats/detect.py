@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 
@@ -87,15 +88,23 @@ def detect(path: str | os.PathLike) -> Detected:
 
 
 def _stored_head(path: str, n: int) -> bytes:
-    """The first ``n`` stored bytes (a compressed header may need 64 KiB to give 1 KiB)."""
+    """The first ``n`` stored bytes (a compressed header may need 64 KiB to give 1 KiB).
+
+    A local path must be a regular file: a FIFO or device is refused, never waited on.
+    """
     if is_url(path):  # one range request (64 KiB, cached by the source)
         src = open_source(path)
         try:
             return getattr(src, "raw", src).read_bytes(0, n)
         finally:
             src.close()
-    with open(path, "rb") as f:
-        return f.read(n)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsupportedFormatError(f"{path}: not a regular file")
+        return os.pread(fd, n, 0)
+    finally:
+        os.close(fd)
 
 
 def unsupported(path: str, found: Detected) -> UnsupportedFormatError:

@@ -14,6 +14,9 @@ are sliced through h5py. Values and affine follow nibabel's ``minc2``:
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 
 from ..array.bytes import ArrayProxy
@@ -29,6 +32,7 @@ from ..errors import (
     UnsupportedFormatError,
     warn,
 )
+from ..fs.settings import env_flag
 from ..sources import FileIdentity, FileSource
 from .codec import Encoded, Opened, Timing, ToWrite
 
@@ -98,6 +102,44 @@ def _valid_range(image, dtype: np.dtype) -> tuple[float, float]:
     return (float(vr[0]), float(vr[1]))
 
 
+#: Set to 1 to read MINC2 images whose data lives in other files (trusted files only).
+TRUST_EXTERNAL_ENV = "NILAZYVIEW_MINC_EXTERNAL"
+
+
+def _check_storage(path: str, image, plist) -> None:
+    """Refuse data stored outside the file (external or virtual) unless trusted.
+
+    A 9 KB ``.mnc`` can name ``/etc/passwd`` (relative names resolve against
+    the working directory) as its external data, which then reads as voxels
+    and saves into a NIfTI; a FIFO named there hangs the reader. With
+    ``NILAZYVIEW_MINC_EXTERNAL=1`` external files are read, if they are
+    regular files.
+    """
+    n_external = plist.get_external_count()
+    virtual = bool(getattr(image, "is_virtual", False))
+    if not (n_external or virtual):
+        return
+    what = (
+        "a virtual dataset (data mapped from other files)"
+        if virtual
+        else (f"data stored in {n_external} external file(s)")
+    )
+    if not env_flag(TRUST_EXTERNAL_ENV):
+        raise UnsupportedFormatError(
+            f"{path}: the MINC2 image is {what}; refused, since such a file can make "
+            f"nilazyview read any file on this machine. For a file you trust, set "
+            f"{TRUST_EXTERNAL_ENV}=1"
+        )
+    for i in range(n_external):
+        name = os.fsdecode(plist.get_external(i)[0])
+        try:
+            mode = os.stat(name).st_mode
+        except OSError as exc:
+            raise ImageFileError(f"{path}: external MINC2 data {name!r}: {exc}") from None
+        if not stat.S_ISREG(mode):
+            raise ImageFileError(f"{path}: external MINC2 data {name!r} is not a regular file")
+
+
 def read_info(f, path: str) -> dict:
     """Everything the loader needs from an open ``h5py.File`` (reads no image data)."""
     if "minc-2.0" not in f:
@@ -130,6 +172,7 @@ def read_info(f, path: str) -> dict:
         raise UnsupportedFormatError(f"{path}: MINC2 data of type {dtype} is not supported")
     offset = None
     plist = image.id.get_create_plist()
+    _check_storage(path, image, plist)
     if image.chunks is None and plist.get_nfilters() == 0 and plist.get_external_count() == 0:
         offset = image.id.get_offset()
     info = {
@@ -281,7 +324,7 @@ def open_minc2(path: str) -> Opened:
     identity = FileIdentity.of(path)
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except _METADATA_ERRORS as exc:  # damaged HDF5 raises RuntimeError and others too
         raise ImageFileError(f"{path}: cannot open as HDF5: {exc}") from None
     try:
         with f:
@@ -322,7 +365,7 @@ def _has_minc_group(path: str) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return "minc-2.0" in f
-    except OSError:
+    except Exception:  # OSError, and RuntimeError/KeyError/ValueError from damaged files
         return True  # a damaged HDF5 file: the MINC2 loader says why it cannot open it
 
 

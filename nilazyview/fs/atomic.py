@@ -191,6 +191,9 @@ def atomic_write(
     fails, no target is replaced (a rename failing after another succeeded puts
     the old file back, where the filesystem allows hard links).
 
+    A ``path`` that is a symbolic link is written through: the link stays and its
+    target is replaced atomically (in the target's folder), as git's lock files do.
+
     The temporary file is ``.{name}.{random}.{host}-{pid}.nlv-partial`` (mode
     0600 until renamed). Partial files that killed processes left in the folder
     are removed first (see :mod:`nilazyview.fs.leftovers` for the safety rules).
@@ -202,6 +205,8 @@ def atomic_write(
         (also an ``OSError``; ``filename`` is ``path``). No partial file remains.
     """
     path = os.fspath(path)
+    if os.path.islink(path):  # write through to the target, as git's lock files do
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     if os.path.isdir(path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,22 @@ def check_unchanged(
         raise stale_error(path, identity, now, changed, what)
 
 
+#: Every live source, so a forked child can reset them (:func:`_reset_in_child`).
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for src in list(_LIVE):
+        try:
+            src._after_fork()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 class ByteSource:
     """Base for byte sources. Subclasses implement :meth:`_open` and :meth:`read_into`."""
 
@@ -101,6 +118,21 @@ class ByteSource:
         self.identity = identity
         self._lock = threading.Lock()
         self._handle = None
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks, and the parent's handle forgotten (reopened lazily).
+
+        A parent thread may have held the lock, or been inside a read, at the
+        moment of the fork; neither the lock nor the decompressor state is usable.
+        """
+        self._lock = threading.Lock()
+        h, self._handle = self._handle, None
+        if h is not None:
+            try:
+                self._close(h)  # the child's copy only; the parent keeps its own
+            except Exception:
+                pass
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "identity": self.identity}
@@ -131,6 +163,24 @@ class ByteSource:
         """
         if self._handle is not None:
             self.check_identity()
+
+    def check_read(self) -> None:
+        """After a read: raise :class:`StaleFileError` if the bytes may have changed during it.
+
+        A write that lands while bytes are copied moves the mtime first, so a
+        check after the copy catches what a check before it cannot.
+        """
+        self.check_fresh()
+
+    def begin_gather(self) -> bool:
+        """Before a memory-map gather: True if it may run now (then call :meth:`end_gather`).
+
+        False means read with ``pread`` instead (no lease could hold writers off).
+        """
+        return True
+
+    def end_gather(self) -> None:
+        """After a gather that :meth:`begin_gather` allowed."""
 
     def handle(self):
         if self._handle is None:

@@ -61,6 +61,17 @@ _pool_lock = threading.Lock()
 stats: dict[str, int] = {"cold": 0}
 
 
+def _reset_in_child() -> None:
+    """A forked child has none of the parent's pool threads: start a new pool when needed."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:

@@ -1,16 +1,26 @@
-"""Plain files: ``os.preadv`` reads, a read-only map for gathers, cold-cache hints."""
+"""Plain files: ``os.preadv`` reads, a read-only map for leased gathers, cold-cache hints.
+
+Every read is checked before (``fstat`` of the open descriptor) and after
+(:meth:`ByteSource.check_read`), so a rewrite during a ``pread`` is a
+:class:`~nilazyview.StaleFileError`, never the new bytes under the old header;
+memory-map gathers run under a read lease (:mod:`nilazyview.sources.lease`), so a
+truncation cannot kill the process with ``SIGBUS``.
+"""
 
 from __future__ import annotations
 
 import mmap
 import os
+import stat
 from dataclasses import replace
 
 import numpy as np
 
 from ..core.plan import PLAIN_FILE, ReadPlan, run_offsets
+from ..errors import ImageFileError
 from . import coldread
 from .base import ByteSource, FileIdentity, stale_error
+from .lease import Lease
 
 _MAX_READ = 1 << 30  # bytes per syscall (Linux caps a read near 2 GiB)
 
@@ -24,11 +34,14 @@ class FileSource(ByteSource):
     def __init__(self, path, identity=None):
         super().__init__(path, identity)
         self._map: mmap.mmap | None = None
+        self._lease: Lease | None = None
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        return os.open(self.path, flags)  # O_NONBLOCK: a FIFO put in its place never hangs
 
     def _close(self, fd: int) -> None:
+        self._lease = None
         m, self._map = self._map, None
         if m is not None:
             try:
@@ -46,11 +59,39 @@ class FileSource(ByteSource):
             now = FileIdentity(st.st_size, st.st_mtime_ns, ident.inode, ident.device)
             raise stale_error(self.path, ident, now, ident.differences(now, portable=True))
 
+    def begin_gather(self) -> bool:
+        """Take the read lease, then check the file still backs the whole map."""
+        lease = self._lease
+        if lease is None:
+            fd = self.handle()
+            with self._lock:
+                if self._lease is None:
+                    self._lease = Lease(fd)
+                lease = self._lease
+        if not lease.acquire():
+            return False
+        try:  # no truncation can start from here until end_gather
+            self.check_fresh()
+            m = self._map
+            if m is not None and os.fstat(lease.fd).st_size < len(m):
+                raise self._short(0, len(m), os.fstat(lease.fd).st_size)
+        except BaseException:
+            lease.release()
+            raise
+        return True
+
+    def end_gather(self) -> None:
+        lease = self._lease
+        if lease is not None:
+            lease.release()
+
     def _verify_open(self, fd: int) -> None:
+        st = os.fstat(fd)  # exactly the file read from now on
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageFileError(f"{self.path}: not a regular file")
         ident = self.identity
         if ident is None:
             return
-        st = os.fstat(fd)  # exactly the file read from now on
         now = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
         changed = ident.differences(now, self.portable)
         if changed:

@@ -10,8 +10,9 @@ import numpy as np
 
 from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
 from ..errors import ImageFileError
-from . import gzindex, gzwhole
+from . import gzbuild, gzindex, gzwhole
 from .base import ByteSource
+from .checked import CheckedFile
 
 
 def _have_indexed_gzip() -> bool:
@@ -44,6 +45,7 @@ class GzipSource(ByteSource):
         self._stream_heuristic = GZIP_STREAM
         self._whole: ByteSource | None = None
         self._whole_lock = threading.Lock()
+        self._file: CheckedFile | None = None
 
     @property
     def heuristic(self) -> ReadHeuristic:  # type: ignore[override]
@@ -61,12 +63,45 @@ class GzipSource(ByteSource):
         return self._whole
 
     def _open(self):
-        if _have_indexed_gzip():
-            return gzindex.IndexedStream(self.path)
-        return gzip.GzipFile(self.path, "rb")
+        # one descriptor, opened and checked here; every read goes through it
+        file = CheckedFile.open(self.path, self.identity, self.portable)
+        try:
+            if _have_indexed_gzip():
+                stream = gzindex.IndexedStream(self.path, fileobj=file)
+            else:
+                stream = gzip.GzipFile(fileobj=file, mode="rb")
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+        return stream
+
+    def _verify_open(self, h) -> None:
+        pass  # CheckedFile.open checked the descriptor itself
 
     def _close(self, f) -> None:
-        f.close()
+        try:
+            f.close()
+        finally:
+            file, self._file = self._file, None
+            if file is not None:
+                file.close()
+
+    def _after_fork(self) -> None:
+        # the decompressor may be mid-read in a parent thread: drop it unclosed
+        # (closing would export its index); close only the child's descriptor copy
+        self._whole_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._handle = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    def check_read(self) -> None:
+        """After a read: the descriptor read is still the version loaded (``fstat``)."""
+        file = self._file
+        if file is not None:
+            file.check()
 
     def close(self) -> None:
         whole, self._whole = self._whole, None
@@ -85,7 +120,7 @@ class GzipSource(ByteSource):
             need = plan.nbytes + plan.n_runs * (gzindex.spacing() // 2)
             if end and need >= self.WHOLE_FRACTION * end:
                 if gzwhole.plan_bytes(plan) >= self.FORWARD_FRACTION * end:
-                    return plan, gzwhole.ForwardStream(self.path, end)
+                    return plan, gzwhole.ForwardStream(self.path, end, self._checked())
                 whole = self._materialize(end)
         if whole is None:
             return plan, self
@@ -93,14 +128,24 @@ class GzipSource(ByteSource):
             plan = plan_read(plan.layout, plan.index, whole.heuristic)
         return plan, whole
 
+    def _checked(self) -> CheckedFile:
+        self.handle()  # opens and checks the descriptor
+        file = self._file
+        if file is None:
+            raise ImageFileError(f"{self.path}: closed while reading")
+        return file
+
     def _materialize(self, end: int) -> ByteSource | None:
         with self._whole_lock:
             if self._whole is None:
                 self.check_identity()
+                file = self._checked()
                 handle = self._handle
                 if handle is None or not getattr(handle, "imported", False):
-                    gzwhole.start_index_build(self.path, end)
-                self._whole = gzwhole.materialize(self.path, end)
+                    gzbuild.start_index_build(self.path, end, file)
+                whole = gzwhole.materialize(self.path, end, file)
+                file.check()  # the bytes kept are the version loaded
+                self._whole = whole
             return self._whole
 
     def mapping(self):
@@ -148,12 +193,14 @@ class GzipSource(ByteSource):
                 for off in offsets.tolist():
                     got = self._read_locked(f, off, out[pos : pos + length])
                     if got < length:
+                        self.check_read()
                         raise self._short(off, length, got)
                     pos += length
                 after = getattr(f, "after_read", None)
                 if after is not None:
                     after()
         except self._errors() as exc:
+            self.check_read()  # a changed file first: StaleFileError says so
             raise ImageFileError(
                 f"{self.path}: corrupt gzip stream near uncompressed offset "
                 f"{int(offsets[0]) + pos}: {exc}"
@@ -168,6 +215,7 @@ class GzipSource(ByteSource):
             with self._lock:
                 got = self._read_locked(f, offset, memoryview(buf))
         except self._errors() as exc:
+            self.check_read()
             raise ImageFileError(
                 f"{self.path}: corrupt gzip stream near uncompressed offset {offset}: {exc}"
             ) from exc

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from ..errors import CacheWarning, warn
 from ..fs import leftovers, progress
+from ..fs.private import read_private_file, unsafe_reason, usable_private
 from ..fs.settings import env_int
 
 log = logging.getLogger("nilazyview.gzindex")
@@ -73,20 +74,25 @@ PROGRESS_STEP = 64 * 2**20
 HEAD_BYTES = 64 * 2**10
 
 _MAGIC = b"NLVGZIX1"
+_META_BYTES = 64 * 2**10  # the identity record leads the file
 _SUFFIX = ".gzidx"
 
 #: Counters for tests and QA (per process).
-stats: dict[str, int] = {
-    "imports": 0,
-    "exports": 0,
-    "stale": 0,
-    "corrupt": 0,
-    "evictions": 0,
-    "write_failures": 0,
-}
+stats: dict[str, int] = dict.fromkeys(
+    ("imports", "exports", "stale", "corrupt", "evictions", "write_failures"), 0
+)
 
 _state_lock = threading.Lock()
 _disabled_reason: str | None = None  # set after a failed write: one warning, memory only
+
+
+def _reset_in_child() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def cache_dir() -> Path:
@@ -158,18 +164,36 @@ class IndexKey:
     tail: str
 
     @classmethod
-    def of(cls, path: str | os.PathLike) -> IndexKey:
+    def of(cls, path: str | os.PathLike, fd: int | None = None) -> IndexKey:
+        """The key of ``path``, read from ``fd`` when given (the descriptor a source checked)."""
         real = os.path.realpath(os.fspath(path))
-        with open(real, "rb", buffering=0) as f:
-            st = os.fstat(f.fileno())
-            head = hashlib.blake2b(f.read(HEAD_BYTES), digest_size=16).hexdigest()
-            tail = os.pread(f.fileno(), 8, max(0, st.st_size - 8)).hex()
+        if fd is None:
+            with open(real, "rb", buffering=0) as f:
+                return cls._of_fd(real, f.fileno())
+        return cls._of_fd(real, fd)
+
+    @classmethod
+    def _of_fd(cls, real: str, fd: int) -> IndexKey:
+        st = os.fstat(fd)
+        head = hashlib.blake2b(os.pread(fd, HEAD_BYTES, 0), digest_size=16).hexdigest()
+        tail = os.pread(fd, 8, max(0, st.st_size - 8)).hex()
         return cls(real, st.st_size, st.st_mtime_ns, head, tail)
 
     @property
     def filename(self) -> str:
         digest = hashlib.sha256(self.path.encode("utf-8", "surrogateescape")).hexdigest()
         return digest[:40] + _SUFFIX
+
+
+def folder_ok(folder: Path | None = None) -> bool:
+    """True when the cache folder is ours alone, 0700 (or absent); else warn once, False."""
+    folder = cache_dir() if folder is None else folder
+    return usable_private(str(folder), "gzip indexes", _INSTEAD)
+
+
+_INSTEAD = (
+    "indexes are kept in memory only (set NILAZYVIEW_CACHE_DIR to a folder of your own, mode 0700)"
+)
 
 
 def index_path(key: IndexKey) -> Path:
@@ -192,11 +216,17 @@ def load_index(igz, key: IndexKey) -> bool:
     """
     if max_cache_bytes() <= 0:
         return False
+    if not folder_ok():
+        return False
     path = index_path(key)
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
+        blob = read_private_file(path, max_cache_bytes())
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        stats["corrupt"] += 1
+        log.warning("unusable gzip index %s (%s); dropped", path, exc)
+        _drop(path)
         return False
     try:
         if blob[:8] != _MAGIC:
@@ -251,6 +281,8 @@ def save_index(igz, key: IndexKey) -> bool:
     tmp = None
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not folder_ok(folder):
+            return False
         leftovers.clean_partials(str(folder))  # of processes killed while saving
         fd, tmp = tempfile.mkstemp(prefix=".gzidx.", suffix=leftovers.partial_suffix(), dir=folder)
         with os.fdopen(fd, "wb") as f:
@@ -273,6 +305,8 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
     """Delete least-recently-used index files until the folder fits its bound."""
     limit = max_cache_bytes() if limit is None else limit
     folder = cache_dir()
+    if unsafe_reason(str(folder), private=True) is not None:
+        return
     entries = []
     try:
         with os.scandir(folder) as it:
@@ -280,8 +314,12 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
                 if not e.name.endswith(_SUFFIX):
                     continue
                 try:
-                    st = e.stat()
+                    st = e.stat(follow_symlinks=False)
                 except OSError:
+                    continue
+                if _source_gone(folder / e.name):  # raw voxel windows of a deleted file
+                    _drop(folder / e.name)
+                    stats["evictions"] += 1
                     continue
                 entries.append((st.st_mtime_ns, e.name, st.st_size))
     except OSError:
@@ -301,6 +339,12 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
         total -= size
 
 
+def _source_gone(index_file: Path) -> bool:
+    meta = read_meta(index_file)
+    src = (meta or {}).get("key", {}).get("path")
+    return isinstance(src, str) and not os.path.exists(src)
+
+
 def cached_bytes() -> int:
     """Bytes held by index files in the cache folder."""
     try:
@@ -313,27 +357,22 @@ def cached_bytes() -> int:
 def new_indexed_file(path: str, fileobj=None):
     """A raw ``_IndexedGzipFile`` with this module's spacing and buffers (no readahead).
 
-    It reopens the file for each read (``drop_handles=True``): indexed_gzip
-    1.10 leaks about 9 KB per file opened with a kept handle, and a reopen costs
-    microseconds next to any decompression. Staleness is checked by path before
-    every read (``GzipSource.check_fresh``).
+    With ``fileobj`` (a :class:`~nilazyview.sources.checked.CheckedFile`) it reads
+    the descriptor the source opened and checked, never the path again: a file
+    renamed over it or cut short cannot reach the decompressor. Without, it
+    reopens the path for each read (``drop_handles=True``): indexed_gzip 1.10
+    leaks about 9 KB per file opened with a kept handle.
     """
     from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
 
-    if fileobj is not None:  # a remote file object: kept open, nothing to reopen
-        return _IndexedGzipFile(
-            fileobj=fileobj,
-            drop_handles=False,
-            spacing=spacing(),
-            window_size=WINDOW_SIZE,
-            readbuf_size=READBUF_SIZE,
-        )
+    # a file object (a checked descriptor, or a remote file) is read as it is, never reopened
+    where = (
+        {"fileobj": fileobj, "drop_handles": False}
+        if fileobj is not None
+        else {"filename": path, "drop_handles": True}
+    )
     return _IndexedGzipFile(
-        path,
-        drop_handles=True,
-        spacing=spacing(),
-        window_size=WINDOW_SIZE,
-        readbuf_size=READBUF_SIZE,
+        **where, spacing=spacing(), window_size=WINDOW_SIZE, readbuf_size=READBUF_SIZE
     )
 
 
@@ -348,7 +387,7 @@ class IndexedStream:
 
     def __init__(self, path: str, fileobj=None, key: IndexKey | None = None):
         self.path = path
-        self.fileobj = fileobj  # a remote file object, keyed by URL + validator (``key``)
+        self.fileobj = fileobj  # closed with the stream (closing twice is harmless)
         self._igz = new_indexed_file(path, fileobj)
         self._spacing = spacing()
         self._key: IndexKey | None = key
@@ -367,12 +406,15 @@ class IndexedStream:
             return
         if self._key is None:
             try:
-                self._key = IndexKey.of(self.path)
+                self._key = IndexKey.of(self.path, self._fd())
             except OSError:
                 return
         if load_index(self._igz, self._key):
             self.imported = True
             self._saved_points = self.npoints
+
+    def _fd(self) -> int | None:
+        return getattr(self.fileobj, "fd", None)
 
     def seek(self, offset: int) -> int:
         if not self._looked_up and offset >= self._spacing:
@@ -407,7 +449,7 @@ class IndexedStream:
             return
         if self._key is None:
             try:
-                self._key = IndexKey.of(self.path)
+                self._key = IndexKey.of(self.path, self._fd())
             except OSError:
                 return
         if save_index(self._igz, self._key):
@@ -423,19 +465,20 @@ class IndexedStream:
             self.fileobj.close()
 
 
-def build_and_save(path: str, end: int, key: IndexKey | None = None) -> bool:
+def build_and_save(path: str, end: int, key: IndexKey | None = None, fileobj=None) -> bool:
     """Build the index of ``path`` up to uncompressed byte ``end`` and save it.
 
     Meant for a background thread (``zran_seek`` releases the GIL); lowers its
-    own thread's priority first where the platform allows.
+    own thread's priority first where the platform allows. ``fileobj``: read
+    it instead of the path (the key must then be of the same descriptor).
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):
         pass
     try:
-        key = key or IndexKey.of(path)
-        igz = new_indexed_file(path)
+        key = key or IndexKey.of(path, getattr(fileobj, "fd", None))
+        igz = new_indexed_file(path, fileobj)
         try:
             igz.seek(max(0, end - 1))
             if igz.npoints < MIN_NEW_POINTS:
@@ -451,18 +494,19 @@ def build_and_save(path: str, end: int, key: IndexKey | None = None) -> bool:
 def read_meta(path: str | os.PathLike) -> dict | None:
     """The metadata stored with an index file (identity, points, CRC), or None."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:8] != _MAGIC:
-                return None
-            (hlen,) = struct.unpack_from("<I", head, 8)
-            return json.loads(f.read(hlen).decode("utf-8"))
+        blob = read_private_file(Path(path), max_cache_bytes(), want=_META_BYTES)
+        if blob[:8] != _MAGIC:
+            return None
+        (hlen,) = struct.unpack_from("<I", blob, 8)
+        return json.loads(blob[12 : 12 + hlen].decode("utf-8"))
     except (OSError, ValueError, struct.error):
         return None
 
 
 def has_index(key: IndexKey) -> bool:
     """True when an index file for ``key`` exists with a matching identity (not CRC-checked)."""
+    if unsafe_reason(str(cache_dir()), private=True) is not None:
+        return False
     meta = read_meta(index_path(key))
     return meta is not None and meta.get("key") == asdict(key)
 

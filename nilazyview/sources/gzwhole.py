@@ -39,8 +39,8 @@ from ..core.plan import PLAIN_FILE
 from ..errors import CacheWarning, ImageFileError, TruncatedDataError, warn
 from ..fs import progress as fs_progress
 from ..fs.settings import env_int, temp_root
-from . import gzindex
 from .base import ByteSource
+from .checked import CheckedFile
 from .file import FileSource
 
 log = logging.getLogger("nilazyview.gzwhole")
@@ -109,9 +109,19 @@ def _progress(path: str, total: int):
     return fs_progress.bar(total, f"decompressing {os.path.basename(path)}")
 
 
-def inflate(path: str, end: int, progress: bool = True) -> Iterator[bytes]:
+def _reader(path: str, file: CheckedFile | None):
+    if file is None:
+        return open(path, "rb", buffering=0)
+    return CheckedFile(file.fd, file.path, file.identity, owns=False)  # its own position
+
+
+def inflate(
+    path: str, end: int, progress: bool = True, file: CheckedFile | None = None
+) -> Iterator[bytes]:
     """Decompress ``path`` from its start, yielding pieces, until ``end`` bytes came out.
 
+    ``file``: read that checked descriptor instead of opening the path (a file
+    renamed over it is never read; a rewrite is a ``StaleFileError``).
     Concatenated gzip members are followed. Raises :class:`TruncatedDataError`
     when the stream ends first and :class:`ImageFileError` on a corrupt stream,
     naming the file and the compressed and uncompressed offsets.
@@ -121,7 +131,7 @@ def inflate(path: str, end: int, progress: bool = True) -> Iterator[bytes]:
     upos = 0
     cread = 0
     try:
-        with open(path, "rb", buffering=0) as f:
+        with _reader(path, file) as f:
             d = mod.decompressobj(31)
             pending = b""
             member_start = True
@@ -250,26 +260,38 @@ class SpillWhole(FileSource):
     def _open(self):  # the file has no name: once closed it is gone
         raise ValueError(f"{self.path} was closed")
 
+    def _after_fork(self) -> None:  # keep the descriptor: the file has no name to reopen
+        self._lock = threading.Lock()
+
+    def begin_gather(self) -> bool:  # nameless and private: nobody can truncate it
+        return True
+
+    def end_gather(self) -> None:
+        pass
+
+    def check_fresh(self) -> None:  # written once by this process; the gzip source checks
+        pass
+
     @property
     def fd(self) -> int | None:
         return self._handle
 
 
-def _fill_memory(path: str, end: int) -> np.ndarray:
+def _fill_memory(path: str, end: int, file: CheckedFile | None) -> np.ndarray:
     buf = np.empty(end, np.uint8)
     pos = 0
-    for piece in inflate(path, end):
+    for piece in inflate(path, end, file=file):
         n = len(piece)
         buf[pos : pos + n] = np.frombuffer(piece, np.uint8)
         pos += n
     return buf
 
 
-def _fill_spill(path: str, end: int) -> int:
+def _fill_spill(path: str, end: int, file: CheckedFile | None) -> int:
     fd, name = tempfile.mkstemp(prefix="nilazyview-spill-", suffix=".raw", dir=spill_dir())
     try:
         os.unlink(name)  # private (0600) and nameless: removed even if the process dies
-        for piece in inflate(path, end):
+        for piece in inflate(path, end, file=file):
             view = memoryview(piece)
             while view:
                 n = os.write(fd, view)
@@ -283,7 +305,9 @@ def _fill_spill(path: str, end: int) -> int:
 _warned_spill = False
 
 
-def materialize(path: str, end: int) -> MemoryWhole | SpillWhole | None:
+def materialize(
+    path: str, end: int, file: CheckedFile | None = None
+) -> MemoryWhole | SpillWhole | None:
     """Decompress the first ``end`` bytes of ``path`` once; keep them in memory or spilled.
 
     Returns None (and warns once per process) when neither memory budget nor a
@@ -292,7 +316,7 @@ def materialize(path: str, end: int) -> MemoryWhole | SpillWhole | None:
     global _warned_spill
     if BUDGET.reserve(end):
         try:
-            buf = _fill_memory(path, end)
+            buf = _fill_memory(path, end, file)
         except MemoryError:
             BUDGET.release(end)
         except BaseException:
@@ -305,7 +329,7 @@ def materialize(path: str, end: int) -> MemoryWhole | SpillWhole | None:
         free = shutil.disk_usage(spill_dir()).free
         if free < end + SPILL_RESERVE_BYTES:
             raise OSError(28, f"only {free} bytes free for a {end}-byte spill file")
-        fd = _fill_spill(path, end)
+        fd = _fill_spill(path, end, file)
     except OSError as exc:
         if not _warned_spill:
             _warned_spill = True
@@ -329,14 +353,15 @@ class ForwardStream(ByteSource):
 
     heuristic = PLAIN_FILE
 
-    def __init__(self, path: str, end: int):
+    def __init__(self, path: str, end: int, file: CheckedFile | None = None):
         super().__init__(path, None)
         self._end = end
+        self._file = file
         self._restart()
         stats["forward"] += 1
 
     def _restart(self) -> None:
-        self._it = inflate(self.path, self._end)
+        self._it = inflate(self.path, self._end, file=self._file)
         self._piece = memoryview(b"")
         self._piece_start = 0  # stream offset of self._piece[0]
 
@@ -375,45 +400,12 @@ class ForwardStream(ByteSource):
         return bytes(buf)
 
 
-_building: set[str] = set()
-_building_lock = threading.Lock()
+def _reset_in_child() -> None:
+    BUDGET._lock = threading.Lock()
 
 
-def start_index_build(path: str, end: int) -> threading.Thread | None:
-    """Build and save the seek-point index of ``path`` in a background thread.
-
-    Skipped when ``indexed_gzip`` is missing, persisting is off, the data is too
-    small to be worth an index, or a matching index is cached already. The
-    thread is not a daemon: a process that exits right away waits for it, so the
-    index is there for the next one.
-    """
-    if end < gzindex.MIN_NEW_POINTS * gzindex.spacing() or not gzindex.persisting():
-        return None
-    try:
-        import indexed_gzip  # noqa: F401  (the optional 'gz' extra)
-    except ImportError:  # pragma: no cover - depends on the install
-        return None
-    try:
-        key = gzindex.IndexKey.of(path)
-    except OSError:
-        return None
-    if gzindex.has_index(key):
-        return None
-    with _building_lock:
-        if key.path in _building:
-            return None
-        _building.add(key.path)
-
-    def run() -> None:
-        try:
-            gzindex.build_and_save(path, end, key)
-        finally:
-            with _building_lock:
-                _building.discard(key.path)
-
-    t = threading.Thread(target=run, name="nilazyview-gzindex", daemon=False)
-    t.start()
-    return t
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def plan_bytes(plan) -> int:
@@ -432,6 +424,5 @@ __all__ = [
     "memory_budget",
     "plan_bytes",
     "spill_dir",
-    "start_index_build",
     "stats",
 ]
