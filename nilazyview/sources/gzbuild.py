@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 
-from . import gzindex
+from . import gzindex, gzstream
 from .checked import CheckedFile
 
 #: Seconds an exiting process waits, in all, for background index builds.
@@ -58,7 +58,7 @@ def start_index_build(
 
     def run() -> None:
         try:
-            gzindex.build_and_save(path, end, key, own)
+            gzstream.build_and_save(path, end, key, own)
         finally:
             if own is not None:
                 own.close()

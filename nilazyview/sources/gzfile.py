@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
 from ..errors import ImageFileError
-from . import gzbuild, gzindex, gzwhole
+from . import gzbuild, gzindex, gzstream, gzwhole
 from .base import ByteSource
 from .checked import CheckedFile
 
@@ -67,7 +67,7 @@ class GzipSource(ByteSource):
         file = CheckedFile.open(self.path, self.identity, self.portable)
         try:
             if _have_indexed_gzip():
-                stream = gzindex.IndexedStream(self.path, fileobj=file)
+                stream = gzstream.IndexedStream(self.path, fileobj=file)
             else:
                 stream = gzip.GzipFile(fileobj=file, mode="rb")
         except BaseException:

@@ -30,7 +30,7 @@ import numpy as np
 from ..core.plan import ReadHeuristic, ReadPlan, network_heuristic
 from ..errors import ImageFileError, RemoteError, StaleFileError
 from ..fs.settings import env_int
-from . import blockcache, gzindex
+from . import blockcache, gzindex, gzstream
 from .base import ByteSource
 from .fsspecio import FsspecTransport
 from .gzfile import GzipSource, _have_indexed_gzip
@@ -396,7 +396,7 @@ class RemoteGzipSource(GzipSource):
         if _have_indexed_gzip():
             ident = self.raw.identity
             key = gzindex.IndexKey(str(self.path), ident.size, 0, ident.validator, "remote")
-            return gzindex.IndexedStream(str(self.path), fileobj=f, key=key)
+            return gzstream.IndexedStream(str(self.path), fileobj=f, key=key)
         return gzip.GzipFile(fileobj=f, mode="rb")
 
     def stored_size(self) -> int:
