@@ -55,6 +55,7 @@ from ..errors import CacheWarning, warn
 from ..fs import leftovers
 from ..fs.private import read_private_file, unsafe_reason, usable_private
 from ..fs.settings import env_int
+from .urls import is_url
 
 log = logging.getLogger("nilazyview.gzindex")
 
@@ -340,9 +341,10 @@ def enforce_limit(keep: str | None = None, limit: int | None = None) -> None:
 
 
 def _source_gone(index_file: Path) -> bool:
+    """True for the index of a local file that no longer exists (never for a URL's)."""
     meta = read_meta(index_file)
     src = (meta or {}).get("key", {}).get("path")
-    return isinstance(src, str) and not os.path.exists(src)
+    return isinstance(src, str) and not is_url(src) and not os.path.exists(src)
 
 
 def cached_bytes() -> int:
