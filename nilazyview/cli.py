@@ -73,8 +73,15 @@ def info(path: str) -> dict:
     except (ImageFileError, OSError) as exc:
         raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
     files = sorted(set(img.files.values()))
+    size = sum(os.path.getsize(f) for f in files)
+    cached = found.gzipped and _index_cached(img.files.get("image", path))
+    return _facts(path, found, img, files, size, cached)
+
+
+def _facts(name: str, found, img, files: list[str], size: int, index_cached: bool) -> dict:
+    """The facts ``info`` reports, from the detected format and the loaded image."""
     return {
-        "file": path,
+        "file": name,
         "format": found.description,
         "shape": list(img.shape),
         "dtype": str(img.dtype),
@@ -85,9 +92,9 @@ def info(path: str) -> dict:
         "affine": np.asarray(img.affine, float).round(6).tolist(),
         "scaling": _scaling(img),
         "files": files,
-        "size_bytes": sum(os.path.getsize(f) for f in files),
+        "size_bytes": size,
         "gzip": found.gzipped,
-        "gzip_index_cached": found.gzipped and _index_cached(img.files.get("image", path)),
+        "gzip_index_cached": index_cached,
     }
 
 
@@ -100,24 +107,9 @@ def _remote_info(path: str) -> dict:
     except (ImageFileError, OSError, ValueError) as exc:
         raise UserError(str(exc) if str(exc).startswith(str(url)) else f"{url}: {exc}") from None
     src = img.proxy.source
-    ident = src.identity
-    key = gzindex.IndexKey(str(url), ident.size, 0, ident.validator, "remote")
-    return {
-        "file": str(url),
-        "format": found.description,
-        "shape": list(img.shape),
-        "dtype": str(img.dtype),
-        "stored_dtype": img.proxy.stored_dtype.str,
-        "order": img.proxy.order,
-        "voxel_sizes": _zooms(img),
-        "orientation": axcodes_or_unknown(img.affine),
-        "affine": np.asarray(img.affine, float).round(6).tolist(),
-        "scaling": _scaling(img),
-        "files": [str(url)],
-        "size_bytes": src.stored_size(),
-        "gzip": found.gzipped,
-        "gzip_index_cached": found.gzipped and gzindex.has_index(key),
-    }
+    key = gzindex.IndexKey.remote(str(url), src.identity.size, src.identity.validator)
+    cached = found.gzipped and gzindex.has_index(key)
+    return _facts(str(url), found, img, [str(url)], src.stored_size(), cached)
 
 
 def _index_cached(path: str) -> bool:

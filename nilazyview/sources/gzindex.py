@@ -165,6 +165,11 @@ class IndexKey:
     tail: str
 
     @classmethod
+    def remote(cls, url: str, size: int, validator: str) -> IndexKey:
+        """The key of a remote file: its URL (as shown), size and the server's validator."""
+        return cls(str(url), size, 0, validator, "remote")
+
+    @classmethod
     def of(cls, path: str | os.PathLike, fd: int | None = None) -> IndexKey:
         """The key of ``path``, read from ``fd`` when given (the descriptor a source checked)."""
         real = os.path.realpath(os.fspath(path))

@@ -72,14 +72,18 @@ class IndexedStream:
         self._looked_up = True
         if gzindex.max_cache_bytes() <= 0:
             return
+        if self._index_key() is not None and gzindex.load_index(self._igz, self._key):
+            self.imported = True
+            self._saved_points = self.npoints
+
+    def _index_key(self) -> gzindex.IndexKey | None:
+        """The file's index key, read once (None if the file cannot be read for it)."""
         if self._key is None:
             try:
                 self._key = gzindex.IndexKey.of(self.path, self._fd())
             except OSError:
-                return
-        if gzindex.load_index(self._igz, self._key):
-            self.imported = True
-            self._saved_points = self.npoints
+                return None
+        return self._key
 
     def _fd(self) -> int | None:
         return getattr(self.fileobj, "fd", None)
@@ -115,12 +119,7 @@ class IndexedStream:
             return
         if n < gzindex.MIN_NEW_POINTS:
             return
-        if self._key is None:
-            try:
-                self._key = gzindex.IndexKey.of(self.path, self._fd())
-            except OSError:
-                return
-        if gzindex.save_index(self._igz, self._key):
+        if self._index_key() is not None and gzindex.save_index(self._igz, self._key):
             self._saved_points = n
 
     def close(self) -> None:

@@ -395,7 +395,7 @@ class RemoteGzipSource(GzipSource):
         self.identity = self.raw.identity
         if _have_indexed_gzip():
             ident = self.raw.identity
-            key = gzindex.IndexKey(str(self.path), ident.size, 0, ident.validator, "remote")
+            key = gzindex.IndexKey.remote(str(self.path), ident.size, ident.validator)
             return gzstream.IndexedStream(str(self.path), fileobj=f, key=key)
         return gzip.GzipFile(fileobj=f, mode="rb")
 
