@@ -167,3 +167,12 @@ def test_not_an_image(tmp_path):
     path.write_bytes(b"hello world, this is not an image\n" * 20)
     with pytest.raises(nlv.ImageFileError, match=r"text\.nii"):
         nlv.load(str(path))
+
+
+@pytest.mark.parametrize("name", ["folder", "folder.nii", "folder.nii.gz"])
+def test_a_directory_raises_is_a_directory_error(tmp_path, name):
+    """As the README promises: a directory is the OS error, whatever its name."""
+    path = tmp_path / name
+    path.mkdir()
+    with pytest.raises(IsADirectoryError):
+        nlv.load(path)

@@ -161,3 +161,32 @@ def test_many_viewers_opened_and_closed(volume):
         v.index = (k + 5) % SHAPE[2]
         v.close()
     assert _settle(before) == before
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pixel_ratio": 0},
+        {"pixel_ratio": -1.0},
+        {"pixel_ratio": float("nan")},
+        {"fmt": "gif"},
+        {"fmt": "PNG"},
+        {"display_size": 0},
+    ],
+)
+def test_bad_options_raise_at_construction_and_leave_no_error_behind(volume, bad):
+    """A bad option is a ValueError from the constructor (not a blank viewer with an error
+    on every frame), and the half-built widget's garbage collection reports nothing."""
+    import gc
+    import sys
+
+    caught = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = caught.append
+    try:
+        with pytest.raises(ValueError):
+            SliceViewer(volume[0], poll_interval=0, **bad)
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert [str(c.exc_value) for c in caught] == []

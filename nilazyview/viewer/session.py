@@ -8,6 +8,7 @@ are in ``view_window.py``, the window reads and their reduction in ``reduce.py``
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +104,10 @@ class ViewerSession(Navigation):
         self.prefetch = int(prefetch)
         self.display_size = display_size
         self.pixel_ratio = float(pixel_ratio)
+        if not (math.isfinite(self.pixel_ratio) and self.pixel_ratio > 0):
+            raise ValueError(f"pixel_ratio must be a positive number, not {pixel_ratio!r}")
+        if fmt not in render.FORMATS:
+            raise ValueError(f"fmt must be one of {render.FORMATS}, not {fmt!r}")
         self.fmt = fmt
         self.compress_level = int(compress_level)
         self.window = None if window is None else (float(window[0]), float(window[1]))

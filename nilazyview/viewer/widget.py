@@ -111,6 +111,8 @@ class SliceViewer(widgets.VBox):
         poll_interval: float = 0.5,
         ortho: bool = False,
     ):
+        self._poll_task = None  # close() (also from __del__) works even if the rest fails
+        self._closed = False
         self._session = ViewerSession(
             cache_bytes=cache_bytes,
             render_cache_bytes=render_cache_bytes,
@@ -125,8 +127,6 @@ class SliceViewer(widgets.VBox):
         self.last_step: dict = {}
         self.ortho = bool(ortho)
         self._quiet = 0
-        self._poll_task = None
-        self._closed = False
         controls = tree.build(self.fmt, cmap)
         for field in dataclasses.fields(controls):  # v.slider, v.image, ...
             setattr(self, field.name, getattr(controls, field.name))
@@ -324,7 +324,9 @@ class SliceViewer(widgets.VBox):
         self._closed = True
         if self._poll_task is not None:
             self._poll_task.cancel()
-        self._session.close()
+        session = self.__dict__.get("_session")  # absent if the constructor failed early
+        if session is not None:
+            session.close()
         super().close()
 
     # --- events ------------------------------------------------------------------
