@@ -68,24 +68,29 @@ def phantom_slab(z: int, shape=SHAPE) -> np.ndarray:
     return np.clip(out, 0, 32767).astype(np.int16)
 
 
-def make_phantom(path: str) -> None:
-    """Write the phantom as an uncompressed NIfTI-1 file, one slab at a time."""
+def write_streamed(path: str, shape, dtype, aff: np.ndarray, slab) -> None:
+    """Write an uncompressed NIfTI-1 file slab by slab: ``slab(z)`` gives plane ``z``."""
     import nibabel as nib
 
     hdr = nib.Nifti1Header()
-    hdr.set_data_shape(SHAPE)
-    hdr.set_data_dtype(np.int16)
-    hdr.set_zooms(ZOOMS)
-    aff = np.diag([*ZOOMS, 1.0])
-    aff[:3, 3] = -np.array(SHAPE) * ZOOMS / 2
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    hdr.set_zooms(tuple(np.abs(np.diag(aff)[:3])))
     hdr.set_sform(aff, code=1)
     hdr.set_qform(aff, code=1)
     hdr["vox_offset"] = 352
     with open(path + ".part", "wb") as f:
         f.write(hdr.binaryblock + b"\0" * 4)
-        for z in range(SHAPE[2]):
-            f.write(np.ascontiguousarray(phantom_slab(z).T).tobytes())
+        for z in range(shape[2]):
+            f.write(np.ascontiguousarray(slab(z).T).tobytes())
     os.replace(path + ".part", path)
+
+
+def make_phantom(path: str) -> None:
+    """Write the phantom as an uncompressed NIfTI-1 file, one slab at a time."""
+    aff = np.diag([*ZOOMS, 1.0])
+    aff[:3, 3] = -np.array(SHAPE) * ZOOMS / 2
+    write_streamed(path, SHAPE, np.int16, aff, phantom_slab)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -357,21 +362,7 @@ def big_slab(z: int) -> np.ndarray:
 
 def make_big(path: str) -> None:
     """Write the 4096 x 4096 x 24 uint8 volume (384 MiB), one slab at a time."""
-    import nibabel as nib
-
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape(BIG_SHAPE)
-    hdr.set_data_dtype(np.uint8)
-    hdr.set_zooms((0.05, 0.05, 1.0))
-    aff = np.diag([0.05, 0.05, 1.0, 1.0])
-    hdr.set_sform(aff, code=1)
-    hdr.set_qform(aff, code=1)
-    hdr["vox_offset"] = 352
-    with open(path + ".part", "wb") as f:
-        f.write(hdr.binaryblock + b"\0" * 4)
-        for z in range(BIG_SHAPE[2]):
-            f.write(np.ascontiguousarray(big_slab(z).T).tobytes())
-    os.replace(path + ".part", path)
+    write_streamed(path, BIG_SHAPE, np.uint8, np.diag([0.05, 0.05, 1.0, 1.0]), big_slab)
 
 
 def old_viewer_tree(folder: str) -> str:

@@ -242,6 +242,16 @@ class Corpus:
         return self._cache[case.id]
 
 
+def drop_page_cache(path) -> None:
+    """Drop ``path``'s pages from the OS page cache, so the next read is cold."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_gzip_index_cache(tmp_path_factory):
     """Tests never write gzip indexes into the user's cache folder (subprocesses inherit it)."""

@@ -11,6 +11,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import drop_page_cache
 
 import nilazyview as nlv
 from nilazyview.core.plan import run_offsets
@@ -26,15 +27,6 @@ def vol(tmp_path):
     path = tmp_path / "f4d.nii"
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
     return path, data
-
-
-def _drop_cache(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def test_pool_reads_equal_serial(vol):
@@ -144,7 +136,7 @@ def test_real_probe_sees_dropped_cache(vol):
     if not coldread._supported:
         pytest.skip("RWF_NOWAIT is not available here")
     path, data = vol
-    _drop_cache(path)
+    drop_page_cache(path)
     fd = os.open(path, os.O_RDONLY)
     try:
         if not coldread.is_cold(fd, [os.path.getsize(path) - 1]):

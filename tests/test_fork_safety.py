@@ -16,20 +16,12 @@ import threading
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import drop_page_cache
 
 import nilazyview as nlv
 from nilazyview.sources import coldread
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-
-
-def _drop_cache(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 _INHERITED: dict = {}  # set before the fork: children use the parent's very objects
@@ -39,7 +31,7 @@ def _child_read(args):
     index, path = args
     img = _INHERITED["img"]
     if path is not None:
-        _drop_cache(path)  # the child's read is cold too: it needs the pool
+        drop_page_cache(path)  # the child's read is cold too: it needs the pool
     return np.asarray(img.slicecopy[index])
 
 
@@ -67,7 +59,7 @@ def volume(tmp_path):
 def test_children_after_a_cold_read_in_the_parent(volume):
     path, data = volume
     img = nlv.load(path)
-    _drop_cache(path)
+    drop_page_cache(path)
     before = coldread.stats["cold"]
     np.testing.assert_array_equal(img.slicecopy[:, 40, :], data[:, 40, :])
     if coldread.stats["cold"] == before:
