@@ -54,6 +54,16 @@ def view(obj: Any, **kwargs: Any) -> SliceViewer:
     return _view(obj, **kwargs)
 
 
+def __getattr__(name: str) -> Any:
+    """``nlv.Layer``: the viewer's layer class, imported on first use (the viewer extra)."""
+    if name == "Layer":
+        require("ipywidgets", "viewer", "nlv.Layer")
+        from .viewer.layers import Layer  # the optional 'viewer' extra (ipywidgets)
+
+        return Layer
+    raise AttributeError(f"module 'nilazyview' has no attribute {name!r}")
+
+
 __all__ = [
     "CacheWarning",
     "DirtyImageError",

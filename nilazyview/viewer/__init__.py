@@ -5,6 +5,7 @@
 """
 
 from .cache import SlabCache
+from .layers import Layer
 from .widget import SliceViewer, view
 
-__all__ = ["SlabCache", "SliceViewer", "view"]
+__all__ = ["Layer", "SlabCache", "SliceViewer", "view"]

@@ -145,12 +145,25 @@ def io_panel(
     return "<div style='font:12px monospace'>" + "<br>".join(rows) + "</div>"
 
 
-def readout(voxel: Sequence[int], world: Sequence[float], value: object | None) -> str:
-    """The crosshair readout: voxel, world position in mm, and the value if on the slab shown."""
+def readout(
+    voxel: Sequence[int],
+    world: Sequence[float],
+    value: object | None,
+    layers: Sequence[tuple[str, float, str | None]] = (),
+) -> str:
+    """The crosshair readout: voxel, world position in mm, the value if on the slab shown,
+    then each layer's ``name: value`` (and label name; "-" outside its field of view)."""
     shown = "" if value is None else f" &nbsp; value <b>{value:.6g}</b>"
+    parts = []
+    for name, v, label in layers:
+        text = "-" if not np.isfinite(v) else f"{v:.6g}"
+        if label:
+            text += f" {html.escape(label)}"
+        parts.append(f"{html.escape(name)}: <b>{text}</b>")
+    extra = "".join(f" &nbsp; {p}" for p in parts)
     return (
         f"voxel <b>({', '.join(map(str, voxel))})</b> &nbsp; world "
-        f"<b>({', '.join(f'{x:.1f}' for x in world)}) mm</b>{shown}"
+        f"<b>({', '.join(f'{x:.1f}' for x in world)}) mm</b>{shown}{extra}"
     )
 
 

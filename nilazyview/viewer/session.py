@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import orientation, reduce, render
+from . import composite, orientation, reduce, render
 from . import view_window as vw
 from .adapt import check_files, n_volumes, slab_index, slab_plan, spatial_shape, to_image
 from .cache import DEFAULT_MAX_BYTES, SlabCache
@@ -126,6 +126,7 @@ class ViewerSession(Navigation):
         self._shown: tuple | None = None
         self._methods: dict = {}
         self._recent: list[vw.View] = []  # views read (or prefetched) lately, newest first
+        self.layers: list = []  # viewer Layers, bottom to top
         self.prefetcher = Prefetcher(self._prefetch_one, self._prefetched)
 
     @property
@@ -263,12 +264,23 @@ class ViewerSession(Navigation):
         if self.crosshair is not None:
             cross = vw.to_frame(self.dmap, view, self.crosshair)
         return (self.dmap, self.window, self.cmap, cross, self.fmt, self.compress_level,
-                (view.read_ranges(), view.crop_bounds()))  # fmt: skip
+                (view.read_ranges(), view.crop_bounds()), self.layer_state())  # fmt: skip
 
-    @staticmethod
-    def _draw(screen: np.ndarray, settings: tuple) -> bytes:
-        _, window, cmap, cross, fmt, level, _ = settings
-        return render.render(screen, *window, cmap=cmap, cross=cross, fmt=fmt, compress_level=level)
+    def layer_state(self) -> tuple:
+        """``(layer, version)`` of the visible layers, bottom to top: a cache-key part."""
+        return tuple((layer, layer.version) for layer in self.layers if layer.visible)
+
+    def _draw(self, screen: np.ndarray, settings: tuple, key: Key) -> bytes:
+        """Encode ``screen``: a palette image, or with visible layers an RGB composite."""
+        dmap, window, cmap, cross, fmt, level, grid, layers = settings
+        if not layers:
+            return render.render(screen, *window, cmap=cmap, cross=cross, fmt=fmt,
+                                 compress_level=level)  # fmt: skip
+        volume, axis, index = key
+        shown = [(layer, dmap.apply(layer.frame_values(volume, axis, index, grid, self.shape3)))
+                 for layer, _ in layers]  # fmt: skip
+        rgb = composite.composite(screen, window, cmap, shown, cross)
+        return composite.encode_rgb(rgb, fmt, level)
 
     def frame(self, key: Key, on_window: Callable[[tuple[float, float]], None]) -> Frame:
         """The encoded image of the view of slab ``key`` with the current settings.
@@ -298,7 +310,7 @@ class ViewerSession(Navigation):
         data = self.rendered.get(rkey_img) if cached else None
         drawn = data is not None
         if data is None:
-            data = self._draw(screen, settings)
+            data = self._draw(screen, settings, key)
             if cached:
                 self.rendered.put(rkey_img, data)
         render_ms = (time.perf_counter() - t0) * 1e3
@@ -378,7 +390,7 @@ class ViewerSession(Navigation):
         if slab is None:
             slab = self._read(rkey)
             self.cache.put(rkey, slab)
-        self.rendered.put(item, self._draw(settings[0].apply(slab[crop]), settings))
+        self.rendered.put(item, self._draw(settings[0].apply(slab[crop]), settings, key))
 
     def clear_caches(self) -> None:
         """Forget wanted prefetches and drop both caches."""
@@ -443,14 +455,10 @@ class ViewerSession(Navigation):
             got = fetch(rkey, self._read, self.cache if cached else None)
             cross = vw.to_frame(dmap, view, point)
             screen = dmap.apply(got.slab[view.crop()])
-            data = render.render(
-                screen,
-                *self.window,
-                cmap=self.cmap,
-                cross=cross,
-                fmt=self.fmt,
-                compress_level=self.compress_level,
-            )
+            grid = (view.read_ranges(), view.crop_bounds())
+            settings = (dmap, self.window, self.cmap, cross, self.fmt, self.compress_level,
+                        grid, self.layer_state())  # fmt: skip
+            data = self._draw(screen, settings, key)
             width, height = fit(*self._extent(dmap), small)
             yield OrthoPanel(data, width, height, names[axis], point[axis])
 

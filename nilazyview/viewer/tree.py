@@ -108,8 +108,9 @@ def build(fmt: str, cmap: str) -> Controls:
     return c
 
 
-def layout(c: Controls, ortho: bool) -> list[W.Widget]:
-    """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``."""
+def layout(c: Controls, ortho: bool, extra: list[W.Widget] = ()) -> list[W.Widget]:
+    """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``;
+    ``extra`` rows (layers, colorbars) after the readout."""
     e = c.edges
     picture = W.VBox(
         [e["top"], W.HBox([e["left"], c.image, e["right"]]), e["bottom"]],
@@ -125,6 +126,7 @@ def layout(c: Controls, ortho: bool) -> list[W.Widget]:
         picture,
         *orthos,
         c.readout,
+        *extra,
         W.HBox([c.cmap, c.vmin, c.vmax, c.auto, c.reset_view]),
         W.HBox([c.handoff_button, c.handoff_path, c.handoff_note]),
         c.io,

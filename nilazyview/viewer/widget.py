@@ -12,28 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from . import panels, tree
+from . import export, panels, show, tree
 from .cache import DEFAULT_MAX_BYTES
 from .gestures import Gestures
-from .handoff import hand_off
+from .layer_controls import LayerPanel
 from .polling import start_polling
 from .session import ViewerSession
+from .show import FromSession as _FromSession
 
 if TYPE_CHECKING:
+    from .layers import Layer
     from .session import Viewable
-
-
-class _FromSession:
-    """An attribute of the viewer that is the session's attribute ``name``."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __get__(self, viewer, owner=None):
-        return self if viewer is None else getattr(viewer._session, self.name)
-
-    def __set__(self, viewer, value) -> None:
-        setattr(viewer._session, self.name, value)
 
 
 class SliceViewer(widgets.VBox):
@@ -73,6 +62,9 @@ class SliceViewer(widgets.VBox):
     ortho : bool
         Also show the three orthogonal planes through the crosshair (or the centre)
         side by side, each read as its own slab (``v.ortho_images``).
+    layers : list, optional
+        Layers to add (:meth:`add_layer`): each a source, or a dict of its keyword
+        arguments with the source under ``"src"``.
 
     Notes
     -----
@@ -110,6 +102,7 @@ class SliceViewer(widgets.VBox):
         compress_level: int = 1,
         poll_interval: float = 0.5,
         ortho: bool = False,
+        layers: list | None = None,
     ):
         self._poll_task = None  # close() (also from __del__) works even if the rest fails
         self._closed = False
@@ -131,13 +124,19 @@ class SliceViewer(widgets.VBox):
         for field in dataclasses.fields(controls):  # v.slider, v.image, ...
             setattr(self, field.name, getattr(controls, field.name))
         self._wire()
-        super().__init__(children=tree.layout(controls, self.ortho))
+        self._layer_panel = LayerPanel(self)
+        extra = [self._layer_panel.box, self._layer_panel.bars]
+        super().__init__(children=tree.layout(controls, self.ortho, extra))
         self.add_class("nlv-viewer")
         try:
             self._session.open(obj)
         except Exception as exc:  # any failure to open is shown, not raised
             self._show_error(exc, f"Cannot view {panels.describe(obj)}")
             return
+        with self._hold():
+            for item in layers or []:
+                item = dict(item) if isinstance(item, dict) else {"src": item}
+                self.add_layer(item.pop("src"), **item)
         self._setup(axis, index, volume)
         self._poll_task = start_polling(self, poll_interval)
 
@@ -291,17 +290,48 @@ class SliceViewer(widgets.VBox):
 
         Returns None (and shows the error) when no file can be made.
         """
-        if self.img is None:
-            return None
-        try:
-            path, original = hand_off(self.img)
-        except Exception as exc:  # shown in the widget
-            self._show_error(exc, "Hand-off failed")
-            return None
-        self.handoff_path.value = path
-        self.handoff_note.value = "original file" if original else "temporary copy"
-        self._update_badge()
-        return path
+        return show.handoff(self)
+
+    # --- layers --------------------------------------------------------------------
+    def add_layer(
+        self,
+        src: Any,
+        kind: str = "stat",
+        *,
+        name: str | None = None,
+        cmap: str | None = None,
+        threshold: float | None = None,
+        opacity: float | None = None,
+        lut: Any = None,
+        vmin: float | None = None,
+        vmax: float | None = None,
+        positive_only: bool = False,
+        visible: bool = True,
+    ) -> Layer:
+        """Draw ``src`` over the image, resampled through both affines (never loaded whole).
+
+        ``src``: a path/URL (opened as a proxy), an Image, a nibabel image or
+        ``(array, affine)``; ``kind``: ``"stat"`` (diverging ``"RdBu_r"``, range -/+ robust
+        max ``|value|``, ``|value| < threshold`` hidden, opacity 0.8), ``"labels"``
+        (``lut``: dict value -> (name, RGBA), a FreeSurfer ColorLUT path, or the built-in
+        FreeSurfer table; opacity 0.5) or ``"image"`` (``"hot"``, robust range, 0.5).
+        Returns the :class:`~nilazyview.viewer.layers.Layer`, whose settings are live.
+        """
+        options = {k: v for k, v in locals().items() if k not in ("self", "src", "kind")}
+        return self._layer_panel.add(src, kind, options)
+
+    def remove_layer(self, layer: Layer) -> None:
+        """Take ``layer`` off the viewer."""
+        self._layer_panel.remove(layer)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers, bottom to top (a copy: use :meth:`add_layer`, :meth:`remove_layer`)."""
+        return list(self._session.layers)
+
+    def save_png(self, path) -> str:
+        """Write what is shown (image, layers, crosshair, ortho panels, colorbars) as PNG."""
+        return export.save_png(self, path)
 
     def refresh(self) -> None:
         """Re-read and redraw the slice shown (after changing a dirty array in place)."""
@@ -409,20 +439,12 @@ class SliceViewer(widgets.VBox):
         s.mark_shown(frame)
         self._clear_error()
         self.last_step = frame.step()
-        self._update_io()
+        show.update_io(self)
         self._update_readout()
         if self.ortho:
-            self._refresh_ortho()
+            show.refresh_ortho(self)
+        self._layer_panel.update_bars()
         s.prefetch_after(frame)
-
-    def _refresh_ortho(self) -> None:
-        """Draw the three orthogonal planes through the crosshair, else the centre."""
-        point = self._session.ortho_point(self.axis, self.index)
-        for axis, p in enumerate(self._session.ortho_panels(self.volume, point)):
-            self.ortho_images[axis].value = p.data
-            self.ortho_images[axis].width = p.width
-            self.ortho_images[axis].height = p.height
-            self.ortho_labels[axis].value = panels.ortho_label(p.plane, p.index)
 
     def _show_window(self, window: tuple[float, float]) -> None:
         with self._hold():
@@ -435,29 +457,8 @@ class SliceViewer(widgets.VBox):
         self.badge.value = panels.badge(state)
         return state
 
-    def _update_io(self) -> None:
-        s, key = self._session, self.last_step["key"]
-        plan, ndim = s.plan(key), len(self.img.shape)
-        step, done = self.last_step, s.prefetcher.done
-        net = getattr(getattr(self.img.proxy, "source", None), "stats", None)  # remote sources
-        self.io.value = panels.io_panel(
-            s.dmap.plane,
-            key,
-            ndim,
-            plan,
-            step,
-            s.cache,
-            done,
-            net if isinstance(net, dict) else None,
-        )
-
     def _update_readout(self) -> None:
-        s = self._session
-        if s.crosshair is None or self.img is None:
-            return
-        vox = s.crosshair
-        value = s.value_at(vox, self.axis, self.index, self.volume)
-        self.readout.value = panels.readout(vox, s.world(vox), value)
+        show.update_readout(self)
 
     def _show_error(self, exc: BaseException, what: str) -> None:
         self.error.value = panels.error_box(exc, what)
