@@ -34,7 +34,7 @@ def colorbar_rgb(
     from PIL import ImageDraw  # Pillow, in the 'viewer' extra
 
     values = np.linspace(vmin, vmax, BAR_W)
-    idx = np.clip((values - vmin) / (vmax - vmin) * 255 + 0.5, 0, 255).astype(int)
+    idx = np.clip((values - vmin) / (vmax - vmin) * 256, 0, 255).astype(int)
     strip = (cmap_table(cmap)[idx] * 255 + 0.5).astype(np.uint8)
     if kind == "stat" and threshold > 0:
         strip[np.abs(values) < threshold] = GREY

@@ -24,7 +24,7 @@ def cmap_table(cmap: str) -> np.ndarray:
     """(256, 3) float32 RGB in [0, 1] of matplotlib colormap ``cmap``."""
     import matplotlib  # the optional 'viewer' extra
 
-    table = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
+    table = matplotlib.colormaps[cmap].resampled(256)(np.arange(256))[:, :3]
     return table.astype(np.float32)
 
 
@@ -42,8 +42,9 @@ def layer_rgba(layer, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 shown &= v > 0
         else:
             shown &= v >= layer.threshold
-    t = (np.nan_to_num(v) - np.float32(layer.vmin)) * np.float32(255.0 / (layer.vmax - layer.vmin))
-    idx = np.clip(t + 0.5, 0, 255).astype(np.uint8)
+    # matplotlib's convention: entry floor(256 t) of the 256-entry table, t in [0, 1]
+    t = (np.nan_to_num(v) - np.float32(layer.vmin)) * np.float32(256.0 / (layer.vmax - layer.vmin))
+    idx = np.clip(t, 0, 255).astype(np.uint8)
     return cmap_table(layer.cmap)[idx], shown.astype(np.float32) * np.float32(layer.opacity)
 
 
