@@ -96,44 +96,78 @@ def bounding_box(
     return tuple(box)
 
 
+def _memory_order(coords: np.ndarray) -> list[int]:
+    """Layer axes ordered so the one that changes most along the points' last grid axis
+    is last (stride 1 in the copied box): lookups then walk memory, not jump through it."""
+    if coords.ndim < 3 or coords.shape[-1] < 2:
+        return [0, 1, 2]
+    first = coords.reshape(3, -1, coords.shape[-1])[:, 0, :]
+    change = np.abs(first[:, -1] - first[:, 0])
+    return [int(d) for d in np.argsort(change, kind="stable")]
+
+
 def interpolate(
     box: np.ndarray,
     start: Sequence[int],
     coords: np.ndarray,
     order: int,
     mask: np.ndarray,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """Values (float64, NaN outside ``mask``) of ``box`` at layer coordinates ``coords``.
+    """Values (``dtype``, NaN outside ``mask``) of ``box`` at layer coordinates ``coords``.
 
     ``box`` holds the layer voxels from ``start`` on (from :func:`bounding_box`);
-    ``mask`` is :func:`inside` of ``coords``.
+    ``mask`` is :func:`inside` of ``coords``. The box is copied with the layer axes
+    in :func:`_memory_order` (neighbouring points are near in memory) and points are
+    done :data:`CHUNK` at a time (the temporaries stay in the CPU cache).
     """
-    out = np.full(coords.shape[1:], np.nan)
-    if not mask.any():
-        return out
-    pts = [coords[d][mask] - start[d] for d in range(3)]
-    sizes = box.shape[:3]
-    if order == 0:
-        idx = tuple(
-            np.clip(np.floor(p + 0.5).astype(np.intp), 0, s - 1)
-            for p, s in zip(pts, sizes, strict=True)
-        )
-        out[mask] = box[idx]
-        return out
-    lows, fracs = [], []
-    for p, s in zip(pts, sizes, strict=True):
-        p = np.clip(p, 0.0, s - 1.0)
-        i0 = np.clip(np.floor(p).astype(np.intp), 0, max(s - 2, 0))
-        lows.append(i0)
-        fracs.append(p - i0)
-    acc = np.zeros(pts[0].shape)
-    for corner in range(8):
-        weight = np.ones(pts[0].shape)
-        idx = []
-        for d in range(3):
-            up = (corner >> d) & 1
-            idx.append(np.minimum(lows[d] + up, sizes[d] - 1))
-            weight *= fracs[d] if up else 1.0 - fracs[d]
-        acc += weight * box[tuple(idx)]
-    out[mask] = acc
+    perm = _memory_order(coords)
+    sizes = [box.shape[d] for d in perm]
+    flat = np.ascontiguousarray(np.transpose(box, perm), dtype=dtype).reshape(-1)
+    strides = (sizes[1] * sizes[2], sizes[2], 1)
+    pts = coords[perm].reshape(3, -1)
+    origin = [start[d] for d in perm]
+    out = np.empty(pts.shape[1], dtype)
+    one = _nearest if order == 0 else _trilinear
+    for lo in range(0, pts.shape[1], CHUNK):
+        part = slice(lo, lo + CHUNK)
+        out[part] = one(flat, pts[:, part], origin, sizes, strides, dtype)
+    out = out.reshape(coords.shape[1:])
+    out[~mask] = np.nan
+    return out
+
+
+CHUNK = 1 << 14
+
+
+def _nearest(flat, pts, origin, sizes, strides, dtype) -> np.ndarray:
+    linear = np.zeros(pts.shape[1], np.intp)
+    for k in range(3):
+        i = np.floor(pts[k] - (origin[k] - 0.5)).astype(np.intp)
+        np.clip(i, 0, sizes[k] - 1, out=i)
+        i *= strides[k]
+        linear += i
+    return flat.take(linear, mode="clip")
+
+
+def _trilinear(flat, pts, origin, sizes, strides, dtype) -> np.ndarray:
+    linear = np.zeros(pts.shape[1], np.intp)
+    weights, offsets = [], []
+    for k in range(3):
+        p = pts[k] - origin[k]
+        np.clip(p, 0.0, sizes[k] - 1.0, out=p)
+        p = p.astype(dtype, copy=False)
+        i0 = p.astype(np.intp)
+        np.minimum(i0, max(sizes[k] - 2, 0), out=i0)
+        f = p - i0
+        linear += i0 * strides[k]
+        weights.append((1.0 - f, f))
+        offsets.append(strides[k] if sizes[k] > 1 else 0)
+    out = np.zeros(pts.shape[1], dtype)
+    for ux in (0, 1):
+        for uy in (0, 1):
+            wxy = weights[0][ux] * weights[1][uy]
+            for uz in (0, 1):
+                off = ux * offsets[0] + uy * offsets[1] + uz * offsets[2]
+                out += wxy * weights[2][uz] * flat.take(linear + off, mode="clip")
     return out
