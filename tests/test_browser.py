@@ -209,7 +209,7 @@ def lab(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail("JupyterLab did not answer /api/status within 90 s")
             time.sleep(0.25)
-        yield {"base": base, "data": data, "log": tmp / "jupyterlab.log"}
+        yield {"base": base, "data": data, "log": tmp / "jupyterlab.log", "root": root}
     finally:
         proc.send_signal(signal.SIGTERM)  # a backgrounded server ignores SIGINT
         try:
