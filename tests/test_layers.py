@@ -388,3 +388,31 @@ def test_bad_layer_sources(files):
     empty = nlv.view(object())
     with pytest.raises(ValueError, match="no image"):
         empty.add_layer(paths["stat"])
+
+
+def test_zoomed_out_frames_read_a_strided_box_and_stay_exact_on_a_linear_field(
+    tmp_path, monkeypatch
+):
+    """Base and layer 1 mm, 128 x 128 in plane, shown on 32 px: every 4th layer voxel
+    is read; trilinear interpolation is exact for a linear field on any grid."""
+    n = 128
+    g = np.indices((n, n, 8)).astype(np.float32)
+    field = 0.5 * g[0] - 0.25 * g[1] + 2.0 * g[2] + 3.0
+    lpath, bpath = str(tmp_path / "lin.nii"), str(tmp_path / "base.nii")
+    nib.save(nib.Nifti1Image(field, np.eye(4)), lpath)
+    nib.save(nib.Nifti1Image(np.zeros((n, n, 8), np.float32), np.eye(4)), bpath)
+    v = nlv.view(bpath, axis=2, index=3, display_size=32, prefetch=0)
+    reads = _count_reads(monkeypatch)
+    layer = v.add_layer(lpath, kind="image")
+    reads.clear()
+    v.index = 4
+    assert v.last_step["steps"] == (4, 4)
+    voxels = _layer_reads(reads, layer)
+    assert voxels and max(voxels) <= 2 * (n // 4) ** 2  # not 2 * n * n
+    grid = v._session.settings()[6]
+    got = layer.frame_values(0, 2, 4, grid, v._session.shape3)
+    centres = np.arange(n // 4) * 4 + 1.5  # the 4-voxel blocks' centres
+    # past the last voxel read (124) the layer's edge value holds (documented)
+    c = np.minimum(centres, n - 4)
+    want = 0.5 * c[:, None] - 0.25 * c[None, :] + 2.0 * 4 + 3.0
+    np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -264,9 +264,10 @@ class Layer:
         v = min(max(0, int(volume)), self.n_volumes - 1)
         return tuple(int(i) for i in np.unravel_index(v, extra))
 
-    def _read(self, box, volume: int) -> np.ndarray:
-        idx = tuple(slice(a, b) for a, b in box) + self._volume_index(volume)
-        arr = np.asarray(self._img.slicecopy[idx])
+    def _read(self, box, volume: int, step: int = 1) -> np.ndarray:
+        """Layer voxels ``box`` (in units of ``step`` voxels: a strided read)."""
+        idx = tuple(slice(a * step, (b - 1) * step + 1, step) for a, b in box)
+        arr = np.asarray(self._img.slicecopy[idx + self._volume_index(volume)])
         arr = arr.reshape(tuple(b - a for a, b in box))
         stored = getattr(self._img.proxy, "stored_dtype", self._img.dtype)
         self.last_read = {"box": box, "voxels": arr.size,
@@ -275,21 +276,41 @@ class Layer:
             arr = np.abs(arr)
         return arr
 
-    def sample(self, coords: np.ndarray, volume: int = 0) -> np.ndarray:
-        """Values (float64) at layer voxel coordinates ``coords`` (3, ...), NaN outside."""
+    def sample(
+        self, coords: np.ndarray, volume: int = 0, step: int = 1, dtype: type = np.float64
+    ) -> np.ndarray:
+        """Values at layer voxel coordinates ``coords`` (3, ...), NaN outside.
+
+        ``step`` > 1 reads every ``step``-th layer voxel only (a frame whose points are
+        that far apart) and interpolates on that coarser grid; within ``step - 1``
+        voxels of the layer's far edges the last voxel read holds.
+        """
         mask = resample.inside(coords, self.shape3, self.order)
-        box = resample.bounding_box(coords, self.shape3, self.order, mask)
+        if step > 1:
+            coarse = tuple(-(-n // step) for n in self.shape3)
+            coords = np.minimum(coords / step, np.reshape([n - 1 for n in coarse], (3, 1, 1)))
+        else:
+            coarse = self.shape3
+        box = resample.bounding_box(coords, coarse, self.order, mask)
         if box is None:
             self.last_read = {"box": None, "voxels": 0, "bytes": 0}
-            return np.full(coords.shape[1:], np.nan)
-        arr = self._read(box, volume)
-        return resample.interpolate(arr, [b[0] for b in box], coords, self.order, mask)
+            return np.full(coords.shape[1:], np.nan, dtype)
+        arr = self._read(box, volume, step)
+        return resample.interpolate(arr, [b[0] for b in box], coords, self.order, mask, dtype)
 
-    def sample_plane(self, axis: int, index: float, first, second, volume: int = 0) -> np.ndarray:
+    def sample_plane(
+        self, axis: int, index: float, first, second, volume: int = 0, coarse: bool = False
+    ) -> np.ndarray:
         """Values on a grid of base voxel coordinates ``first`` x ``second`` (the two
-        in-plane axes in increasing order) of the base slice ``index`` across ``axis``."""
+        in-plane axes in increasing order) of the base slice ``index`` across ``axis``.
+
+        ``coarse``: when neighbouring points are ``s`` >= 2 layer voxels apart, read
+        every ``s``-th voxel only (float32 values; for frames of a zoomed-out view).
+        """
         coords = resample.map_plane(self.vox2vox, axis, index, first, second)
-        return self.sample(coords, volume)
+        if not coarse:
+            return self.sample(coords, volume)
+        return self.sample(coords, volume, _spacing(coords), np.float32)
 
     def sample_slab(self, axis: int, index: int, volume: int = 0) -> np.ndarray:
         """The layer's values at every base voxel centre of slice ``index`` across ``axis``.
@@ -319,7 +340,7 @@ class Layer:
         ranges, bounds = grid
         first = block_centres(ranges[0], bounds[0], n3[a])
         second = block_centres(ranges[1], bounds[1], n3[b])
-        values = self.sample_plane(axis, index, first, second, volume).astype(np.float32)
+        values = self.sample_plane(axis, index, first, second, volume, coarse=True)
         self.cache.put(key, values)
         return values
 
@@ -372,6 +393,16 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<Layer {self._name!r} {self._kind} {self._img!r}>"
+
+
+def _spacing(coords: np.ndarray) -> int:
+    """Whole layer voxels between neighbouring points of a plane's grid (at least 1)."""
+    steps = []
+    if coords.shape[1] > 1:
+        steps.append(np.linalg.norm(coords[:, 1, 0] - coords[:, 0, 0]))
+    if coords.shape[2] > 1:
+        steps.append(np.linalg.norm(coords[:, 0, 1] - coords[:, 0, 0]))
+    return max(1, math.floor(min(steps) + 1e-6)) if steps else 1
 
 
 def _default_name(img: Image, kind: str) -> str:
