@@ -28,12 +28,14 @@ def cmap_table(cmap: str) -> np.ndarray:
     return table.astype(np.float32)
 
 
-def layer_rgba(layer, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(rgb, alpha)`` float32 arrays (``values.shape + (3,)``, ``values.shape``) of a layer."""
-    v = np.asarray(values, np.float32)
+def layer_pixels(layer, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels a layer draws: flat indices, their RGB (float32, 0-255) and alpha (0-1)."""
+    v = np.asarray(values, np.float32).reshape(-1)
     if layer.kind == "labels":
-        rgba = colours(layer._lut, v).astype(np.float32) / 255.0
-        return rgba[..., :3], rgba[..., 3] * np.float32(layer.opacity)
+        rgba = colours(layer._lut, v)
+        sel = np.flatnonzero(rgba[:, 3])
+        alpha = rgba[sel, 3].astype(np.float32) * np.float32(layer.opacity / 255.0)
+        return sel, rgba[sel, :3].astype(np.float32), alpha
     with np.errstate(invalid="ignore"):
         shown = np.isfinite(v) & (v != 0)
         if layer.kind == "stat":
@@ -42,17 +44,21 @@ def layer_rgba(layer, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 shown &= v > 0
         else:
             shown &= v >= layer.threshold
+    sel = np.flatnonzero(shown)
     # matplotlib's convention: entry floor(256 t) of the 256-entry table, t in [0, 1]
-    t = (np.nan_to_num(v) - np.float32(layer.vmin)) * np.float32(256.0 / (layer.vmax - layer.vmin))
+    t = (v[sel] - np.float32(layer.vmin)) * np.float32(256.0 / (layer.vmax - layer.vmin))
     idx = np.clip(t, 0, 255).astype(np.uint8)
-    return cmap_table(layer.cmap)[idx], shown.astype(np.float32) * np.float32(layer.opacity)
+    rgb = cmap_table(layer.cmap)[idx] * np.float32(255.0)
+    return sel, rgb, np.full(sel.size, layer.opacity, np.float32)
 
 
-def blend(rgb: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> None:
-    """``rgb = rgb * (1 - alpha) + colour * alpha`` in place (float32 arrays)."""
-    a = alpha[..., None]
-    rgb *= 1.0 - a
-    rgb += colour * a
+def blend(rgb: np.ndarray, sel: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> None:
+    """Pixels ``sel`` of ``rgb`` (uint8, flat pixels x 3) become ``colour`` over them
+    with ``alpha``, in place."""
+    px = rgb[sel].astype(np.float32)
+    px += (colour - px) * alpha[:, None]
+    px += np.float32(0.5)
+    rgb[sel] = px.astype(np.uint8)
 
 
 def draw_cross_rgb(rgb: np.ndarray, row: int | None, col: int | None) -> None:
@@ -75,14 +81,14 @@ def composite(
     """The RGB (uint8) picture of ``base`` (screen order) with ``layers`` over it.
 
     ``layers`` are ``(layer, values)`` pairs, bottom to top, values in screen order.
+    Only the pixels a layer draws are blended (a thresholded map costs what it shows).
     """
     levels = render.to_levels(base, *window)
     table = np.frombuffer(render.palette(cmap), np.uint8).reshape(256, 3)
-    rgb = table[levels].astype(np.float32)
+    out = table[levels]
+    flat = out.reshape(-1, 3)
     for layer, values in layers:
-        colour, alpha = layer_rgba(layer, values)
-        blend(rgb, colour * np.float32(255.0), alpha)
-    out = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+        blend(flat, *layer_pixels(layer, values))
     draw_cross_rgb(out, *cross)
     return out
 
