@@ -416,3 +416,26 @@ def test_zoomed_out_frames_read_a_strided_box_and_stay_exact_on_a_linear_field(
     c = np.minimum(centres, n - 4)
     want = 0.5 * c[:, None] - 0.25 * c[None, :] + 2.0 * 4 + 3.0
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_ortho_panels_show_the_layers(files):
+    paths, *_ = files
+    v = nlv.view(paths["base"], ortho=True, prefetch=0)
+    v.crosshair = (20, 22, 18)
+    before = [im.value for im in v.ortho_images]
+    layer = v.add_layer(paths["stat"], opacity=1.0)
+    after = [im.value for im in v.ortho_images]
+    assert all(a != b for a, b in zip(before, after, strict=True))
+    layer.visible = False
+    assert [im.value for im in v.ortho_images] == before
+
+
+def test_a_bad_layer_in_view_raises_and_refresh_rereads_layers(files, monkeypatch):
+    paths, *_ = files
+    with pytest.raises(ValueError, match="kind"):
+        nlv.view(paths["base"], layers=[{"src": paths["stat"], "kind": "nope"}])
+    v = nlv.view(paths["base"], prefetch=0)
+    layer = v.add_layer(paths["stat"])
+    reads = _count_reads(monkeypatch)
+    v.refresh()
+    assert _layer_reads(reads, layer)  # the layer's values were read again

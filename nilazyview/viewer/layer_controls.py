@@ -56,6 +56,19 @@ class LayerPanel:
         self.redraw()
         return layer
 
+    def add_all(self, items: list) -> None:
+        """Add ``nlv.view(..., layers=items)``: sources, or dicts of :meth:`add` options
+        with the source under ``"src"``; a bad one raises (the viewer is then closed)."""
+        v = self.viewer
+        try:
+            with v._hold():
+                for item in items:
+                    item = dict(item) if isinstance(item, dict) else {"src": item}
+                    v.add_layer(item.pop("src"), **item)
+        except BaseException:
+            v.close()
+            raise
+
     def remove(self, layer: Layer) -> None:
         """Take ``layer`` off the viewer (ValueError if it is not on it)."""
         layers = self.session.layers

@@ -393,10 +393,12 @@ class ViewerSession(Navigation):
         self.rendered.put(item, self._draw(settings[0].apply(slab[crop]), settings, key))
 
     def clear_caches(self) -> None:
-        """Forget wanted prefetches and drop both caches."""
+        """Forget wanted prefetches and drop both caches (and the layers' sampled values)."""
         self.prefetcher.cancel()
         self.cache.clear()
         self.rendered.clear()
+        for layer in self.layers:
+            layer.cache.clear()
 
     def close(self) -> None:
         """Stop the prefetch thread and drop both caches."""

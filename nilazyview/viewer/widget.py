@@ -133,10 +133,7 @@ class SliceViewer(widgets.VBox):
         except Exception as exc:  # any failure to open is shown, not raised
             self._show_error(exc, f"Cannot view {panels.describe(obj)}")
             return
-        with self._hold():
-            for item in layers or []:
-                item = dict(item) if isinstance(item, dict) else {"src": item}
-                self.add_layer(item.pop("src"), **item)
+        self._layer_panel.add_all(layers or [])
         self._setup(axis, index, volume)
         self._poll_task = start_polling(self, poll_interval)
 
