@@ -1,4 +1,5 @@
-"""Panels a :class:`~nilazyview.viewer.SliceViewer` fills after a draw: I/O, readout, ortho.
+"""What a :class:`~nilazyview.viewer.SliceViewer` shows besides the frame: I/O panel,
+readout, ortho panels, error box, the plane's slider and edges.
 
 Functions of the viewer (they read its session and set its widgets' values).
 """
@@ -74,3 +75,28 @@ def handoff(v) -> str | None:
     v.handoff_note.value = "original file" if original else "temporary copy"
     v._update_badge()
     return path
+
+
+def set_axis(v, axis: int, index: int | None = None) -> None:
+    """Slice ``axis`` from now on: slider range and value, edge labels, image size."""
+    s = v._session
+    first = s.set_axis(axis, index)
+    n = s.shape3[axis]
+    with v._hold():
+        if v.slider.value > n - 1:
+            v.slider.value = n - 1
+        v.slider.max = n - 1
+        v.slider.value = first
+    for k, w in v.edges.items():
+        w.value = s.dmap.labels[k]
+    v.image.width, v.image.height = s.image_size()
+
+
+def error(v, exc: BaseException | None, what: str) -> None:
+    """Show the error box for ``exc`` (what failed: ``what``), or hide it (``exc`` None)."""
+    if exc is not None:
+        v.error.value = panels.error_box(exc, what)
+        v.error.layout.display = None
+    elif v.error.value:
+        v.error.value = ""
+        v.error.layout.display = "none"

@@ -358,17 +358,7 @@ class SliceViewer(widgets.VBox):
 
     # --- events ------------------------------------------------------------------
     def _set_axis(self, axis: int, index: int | None = None) -> None:
-        s = self._session
-        first = s.set_axis(axis, index)
-        n = s.shape3[axis]
-        with self._hold():
-            if self.slider.value > n - 1:
-                self.slider.value = n - 1
-            self.slider.max = n - 1
-            self.slider.value = first
-        for k, w in self.edges.items():
-            w.value = s.dmap.labels[k]
-        self.image.width, self.image.height = s.image_size()
+        show.set_axis(self, axis, index)
 
     def _on_plane(self, change) -> None:
         if self.img is None or self._quiet:
@@ -458,13 +448,10 @@ class SliceViewer(widgets.VBox):
         show.update_readout(self)
 
     def _show_error(self, exc: BaseException, what: str) -> None:
-        self.error.value = panels.error_box(exc, what)
-        self.error.layout.display = None
+        show.error(self, exc, what)
 
     def _clear_error(self) -> None:
-        if self.error.value:
-            self.error.value = ""
-            self.error.layout.display = "none"
+        show.error(self, None, "")
 
     def __repr__(self) -> str:
         return f"<SliceViewer {self.img!r} axis={self.axis} index={self.index} ({self.state})>"
