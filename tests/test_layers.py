@@ -385,6 +385,9 @@ def test_bad_layer_sources(files):
         layer.sample_slab(3, 0)
     with pytest.raises(IndexError):
         layer.sample_slab(0, BASE_SHAPE[0])
+    for affine in (np.zeros((4, 4)), np.full((4, 4), np.nan)):
+        with pytest.raises(ValueError, match="affine"):
+            v.add_layer((np.zeros((4, 4, 4)), affine))
     empty = nlv.view(object())
     with pytest.raises(ValueError, match="no image"):
         empty.add_layer(paths["stat"])

@@ -113,8 +113,11 @@ class Layer:
         self.uid = next(_ids)
         self.shape3 = spatial_shape(img.shape)
         self.base_shape3 = spatial_shape(base.shape)
-        self.vox2vox = resample.compose(base.affine, img.affine)
-        self.world2vox = np.linalg.inv(np.asarray(img.affine, np.float64))
+        affine = np.asarray(img.affine, np.float64)
+        if not (np.isfinite(affine).all() and abs(np.linalg.det(affine[:3, :3])) > 1e-12):
+            raise ValueError(f"the layer's affine is singular or not finite:\n{affine}")
+        self.vox2vox = resample.compose(base.affine, affine)
+        self.world2vox = np.linalg.inv(affine)
         self.order = 0 if kind == "labels" else 1
         self.cache = SlabCache(cache_bytes)
         self.version = 0
