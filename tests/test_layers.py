@@ -442,3 +442,18 @@ def test_a_bad_layer_in_view_raises_and_refresh_rereads_layers(files, monkeypatc
     reads = _count_reads(monkeypatch)
     v.refresh()
     assert _layer_reads(reads, layer)  # the layer's values were read again
+
+
+def test_a_layer_on_the_base_grid_shows_what_a_strided_base_shows(tmp_path):
+    """A base read through nibabel (no byte plan: strided reduction) and the same array
+    as a layer: zoomed out, the layer's frame values are the base's own pixels."""
+    arr = np.random.default_rng(2).normal(size=(96, 80, 6)).astype(np.float32)
+    path = str(tmp_path / "same.nii")
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), path)
+    v = nlv.view(nib.load(path), axis=2, index=2, display_size=24, prefetch=0)
+    layer = v.add_layer(path, kind="image")
+    step = v.last_step
+    assert step["method"] == "stride" and min(step["steps"]) > 1
+    s = v._session
+    got = layer.frame_values(0, 2, 2, s.settings()[6], s.shape3, "stride")
+    np.testing.assert_allclose(s.dmap.apply(got), s.screen, rtol=1e-6)

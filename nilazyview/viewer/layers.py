@@ -45,14 +45,20 @@ def source_image(src: Any) -> Image:
     return img
 
 
-def block_centres(read_range: tuple[int, int, int], crop: tuple[int, int], n: int) -> np.ndarray:
-    """Voxel coordinates of the frame pixels of one axis: the centre of each pixel's block.
+def block_centres(
+    read_range: tuple[int, int, int], crop: tuple[int, int], n: int, method: str = "mean"
+) -> np.ndarray:
+    """Voxel coordinates of the frame pixels of one axis: where each pixel's value is from.
 
-    ``read_range`` is ``(start, stop, step)`` of the read, ``crop`` the shown blocks
-    within it, ``n`` the voxels along the axis (see ``view_window``).
+    The centre of the pixel's block of base voxels (``method="mean"``), or its first
+    voxel (``"stride"``: the voxel a strided read shows). ``read_range`` is ``(start,
+    stop, step)`` of the read, ``crop`` the shown blocks within it, ``n`` the voxels
+    along the axis (see ``view_window``).
     """
     start, _, step = read_range
     first = start + np.arange(crop[0], crop[1]) * step
+    if method == "stride":
+        return first.astype(np.float64)
     last = np.minimum(first + step, n) - 1
     return (first + last) / 2.0
 
@@ -267,9 +273,9 @@ class Layer:
         v = min(max(0, int(volume)), self.n_volumes - 1)
         return tuple(int(i) for i in np.unravel_index(v, extra))
 
-    def _read(self, box, volume: int, step: int = 1) -> np.ndarray:
-        """Layer voxels ``box`` (in units of ``step`` voxels: a strided read)."""
-        idx = tuple(slice(a * step, (b - 1) * step + 1, step) for a, b in box)
+    def _read(self, box, volume: int, steps=(1, 1, 1)) -> np.ndarray:
+        """Layer voxels ``box`` (in units of ``steps`` voxels per axis: a strided read)."""
+        idx = tuple(slice(a * k, (b - 1) * k + 1, k) for (a, b), k in zip(box, steps, strict=True))
         arr = np.asarray(self._img.slicecopy[idx + self._volume_index(volume)])
         arr = arr.reshape(tuple(b - a for a, b in box))
         stored = getattr(self._img.proxy, "stored_dtype", self._img.dtype)
@@ -280,25 +286,27 @@ class Layer:
         return arr
 
     def sample(
-        self, coords: np.ndarray, volume: int = 0, step: int = 1, dtype: type = np.float64
+        self, coords: np.ndarray, volume: int = 0, steps=(1, 1, 1), dtype: type = np.float64
     ) -> np.ndarray:
         """Values at layer voxel coordinates ``coords`` (3, ...), NaN outside.
 
-        ``step`` > 1 reads every ``step``-th layer voxel only (a frame whose points are
-        that far apart) and interpolates on that coarser grid; within ``step - 1``
-        voxels of the layer's far edges the last voxel read holds.
+        ``steps`` (per layer axis) > 1 reads every ``k``-th layer voxel only (a frame
+        whose points are that far apart along that axis) and interpolates on that
+        coarser grid; within ``k - 1`` voxels of the layer's far edge the last voxel
+        read holds.
         """
         mask = resample.inside(coords, self.shape3, self.order)
-        if step > 1:
-            coarse = tuple(-(-n // step) for n in self.shape3)
-            coords = np.minimum(coords / step, np.reshape([n - 1 for n in coarse], (3, 1, 1)))
-        else:
-            coarse = self.shape3
+        steps = tuple(int(k) for k in steps)
+        coarse = tuple(-(-n // k) for n, k in zip(self.shape3, steps, strict=True))
+        if steps != (1, 1, 1):
+            shape = (3,) + (1,) * (coords.ndim - 1)
+            coords = coords / np.reshape(steps, shape)
+            coords = np.minimum(coords, np.reshape([n - 1 for n in coarse], shape))
         box = resample.bounding_box(coords, coarse, self.order, mask)
         if box is None:
             self.last_read = {"box": None, "voxels": 0, "bytes": 0}
             return np.full(coords.shape[1:], np.nan, dtype)
-        arr = self._read(box, volume, step)
+        arr = self._read(box, volume, steps)
         return resample.interpolate(arr, [b[0] for b in box], coords, self.order, mask, dtype)
 
     def sample_plane(
@@ -307,8 +315,9 @@ class Layer:
         """Values on a grid of base voxel coordinates ``first`` x ``second`` (the two
         in-plane axes in increasing order) of the base slice ``index`` across ``axis``.
 
-        ``coarse``: when neighbouring points are ``s`` >= 2 layer voxels apart, read
-        every ``s``-th voxel only (float32 values; for frames of a zoomed-out view).
+        ``coarse``: along a layer axis on which neighbouring points are ``s`` >= 2
+        voxels apart, read every ``s``-th voxel only (float32 values; for the frames of
+        a zoomed-out view).
         """
         coords = resample.map_plane(self.vox2vox, axis, index, first, second)
         if not coarse:
@@ -331,18 +340,21 @@ class Layer:
         first, second = np.arange(self.base_shape3[a]), np.arange(self.base_shape3[b])
         return self.sample_plane(axis, index, first, second, volume)
 
-    def frame_values(self, volume: int, axis: int, index: int, grid: tuple, n3) -> np.ndarray:
+    def frame_values(
+        self, volume: int, axis: int, index: int, grid: tuple, n3, method: str = "mean"
+    ) -> np.ndarray:
         """Cached values on a frame's grid: ``grid`` is ``(read ranges, crop bounds)`` of
-        its view (in voxel order, one value per frame pixel); ``n3`` the base shape."""
+        its view (in voxel order, one value per frame pixel), ``n3`` the base shape and
+        ``method`` the base's reduction (see :func:`block_centres`)."""
         volume = min(max(0, int(volume)), self.n_volumes - 1)
-        key = (volume, axis, index, grid)
+        key = (volume, axis, index, grid, method)
         got = self.cache.get(key)
         if got is not None:
             return got
         a, b = (x for x in range(3) if x != axis)
         ranges, bounds = grid
-        first = block_centres(ranges[0], bounds[0], n3[a])
-        second = block_centres(ranges[1], bounds[1], n3[b])
+        first = block_centres(ranges[0], bounds[0], n3[a], method)
+        second = block_centres(ranges[1], bounds[1], n3[b], method)
         values = self.sample_plane(axis, index, first, second, volume, coarse=True)
         self.cache.put(key, values)
         return values
@@ -398,14 +410,15 @@ class Layer:
         return f"<Layer {self._name!r} {self._kind} {self._img!r}>"
 
 
-def _spacing(coords: np.ndarray) -> int:
-    """Whole layer voxels between neighbouring points of a plane's grid (at least 1)."""
-    steps = []
+def _spacing(coords: np.ndarray) -> tuple[int, int, int]:
+    """Per layer axis, the whole voxels neighbouring points of a plane's grid move along
+    it (the larger of the two grid directions'; at least 1)."""
+    moves = np.zeros(3)
     if coords.shape[1] > 1:
-        steps.append(np.linalg.norm(coords[:, 1, 0] - coords[:, 0, 0]))
+        moves = np.maximum(moves, np.abs(coords[:, 1, 0] - coords[:, 0, 0]))
     if coords.shape[2] > 1:
-        steps.append(np.linalg.norm(coords[:, 0, 1] - coords[:, 0, 0]))
-    return max(1, math.floor(min(steps) + 1e-6)) if steps else 1
+        moves = np.maximum(moves, np.abs(coords[:, 0, 1] - coords[:, 0, 0]))
+    return tuple(max(1, math.floor(m + 1e-6)) for m in moves)
 
 
 def _default_name(img: Image, kind: str) -> str:

@@ -277,8 +277,9 @@ class ViewerSession(Navigation):
             return render.render(screen, *window, cmap=cmap, cross=cross, fmt=fmt,
                                  compress_level=level)  # fmt: skip
         volume, axis, index = key
-        shown = [(layer, dmap.apply(layer.frame_values(volume, axis, index, grid, self.shape3)))
-                 for layer, _ in layers]  # fmt: skip
+        method = self._methods.get((volume, axis, grid[0]), "mean")  # the base's reduction
+        plane = (volume, axis, index, grid, self.shape3, method)
+        shown = [(layer, dmap.apply(layer.frame_values(*plane))) for layer, _ in layers]
         rgb = composite.composite(screen, window, cmap, shown, cross)
         return composite.encode_rgb(rgb, fmt, level)
 
