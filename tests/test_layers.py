@@ -457,3 +457,18 @@ def test_a_layer_on_the_base_grid_shows_what_a_strided_base_shows(tmp_path):
     s = v._session
     got = layer.frame_values(0, 2, 2, s.settings()[6], s.shape3, "stride")
     np.testing.assert_allclose(s.dmap.apply(got), s.screen, rtol=1e-6)
+
+
+def test_frame_values_of_a_zoomed_panned_view_are_the_oracle_at_the_shown_voxels(files):
+    paths, _, stat, _ = files
+    v = nlv.view(paths["base"], axis=2, index=17, prefetch=0)
+    layer = v.add_layer(paths["stat"])
+    v.zoom = 2
+    v.center = (12.0, 30.0)
+    s = v._session
+    (r0, r1), (c0, c1) = v.last_step["shown"]
+    assert v.last_step["steps"] == (1, 1) and (r1 - r0) < BASE_SHAPE[0]
+    got = layer.frame_values(0, 2, 17, s.settings()[6], s.shape3)
+    want, mask = oracle(stat, slab_coords(2, 17, oblique_affine()), 1)
+    np.testing.assert_allclose(got, want[r0:r1, c0:c1], rtol=1e-4, atol=1e-4, equal_nan=True)
+    assert mask[r0:r1, c0:c1].any()
