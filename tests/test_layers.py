@@ -472,3 +472,22 @@ def test_frame_values_of_a_zoomed_panned_view_are_the_oracle_at_the_shown_voxels
     want, mask = oracle(stat, slab_coords(2, 17, oblique_affine()), 1)
     np.testing.assert_allclose(got, want[r0:r1, c0:c1], rtol=1e-4, atol=1e-4, equal_nan=True)
     assert mask[r0:r1, c0:c1].any()
+
+
+def test_settings_from_code_move_the_widgets_and_redraw(files):
+    paths, *_ = files
+    v = nlv.view(paths["base"], prefetch=0)
+    stat = v.add_layer(paths["stat"])
+    labels = v.add_layer(paths["labels"], kind="labels")
+    _, c = v._layer_panel.rows[id(stat)]
+    before = v.image.value
+    stat.cmap, stat.name = "viridis", "renamed"
+    assert c["cmap"].value == "viridis" and "renamed" in c["name"].value
+    stat.vmax = 50.0  # beyond the threshold slider's range: the slider grows
+    stat.threshold = 40.0
+    assert c["threshold"].max >= 50.0 and c["threshold"].value == pytest.approx(40.0)
+    assert v.image.value != before
+    before = v.image.value
+    labels.lut = {17: ("hippo", (255, 0, 0, 255))}
+    assert v.image.value != before and labels.label_name(17) == "hippo"
+    assert labels.label_name(53) is None  # the built-in table is replaced
