@@ -322,7 +322,7 @@ class Layer:
         coords = resample.map_plane(self.vox2vox, axis, index, first, second)
         if not coarse:
             return self.sample(coords, volume)
-        return self.sample(coords, volume, _spacing(coords), np.float32)
+        return self.sample(coords, volume, _spacing(coords)).astype(np.float32)
 
     def sample_slab(self, axis: int, index: int, volume: int = 0) -> np.ndarray:
         """The layer's values at every base voxel centre of slice ``index`` across ``axis``.
