@@ -76,6 +76,7 @@ class LayerPanel:
             raise ValueError(f"{layer!r} is not a layer of this viewer")
         layers[:] = [x for x in layers if x is not layer]
         layer.on_change = None
+        layer.cache.clear()  # the image cache's keys may hold the layer a while
         row, _ = self.rows.pop(id(layer))
         self.box.children = tuple(c for c in self.box.children if c is not row)
         row.close()
