@@ -40,6 +40,9 @@ def oblique_affine() -> np.ndarray:
 
 
 LAYER_SHAPE = (22, 25, 18)
+# axis-aligned but permuted, flipped and rescaled: layer i -> world y, j -> -x, k -> z
+PERMUTED = np.array([[0.0, -2, 0, 20], [2, 0, 0, -30], [0, 0, 2.5, -10], [0, 0, 0, 1]])
+PERMUTED_SHAPE = (18, 16, 16)
 
 
 def smooth(shape, seed=0) -> np.ndarray:
@@ -61,7 +64,9 @@ def files(tmp_path):
     stat, lab = smooth(LAYER_SHAPE), labels_array(LAYER_SHAPE)
     paths = {}
     for name, arr, aff in (("base", base, BASE_AFFINE), ("stat", stat, oblique_affine()),
-                           ("labels", lab, oblique_affine())):  # fmt: skip
+                           ("labels", lab, oblique_affine()),
+                           ("pstat", smooth(PERMUTED_SHAPE, 4), PERMUTED),
+                           ("plabels", labels_array(PERMUTED_SHAPE, 5), PERMUTED)):  # fmt: skip
         paths[name] = str(tmp_path / f"{name}.nii")
         nib.save(nib.Nifti1Image(arr, aff), paths[name])
     return paths, base, stat, lab
@@ -87,16 +92,22 @@ def oracle(full: np.ndarray, coords: np.ndarray, order: int) -> tuple[np.ndarray
     return np.where(mask, values, np.nan), mask
 
 
+@pytest.mark.parametrize("grid", ["oblique", "permuted"])
 @pytest.mark.parametrize("kind", ["stat", "labels"])
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_sample_slab_equals_map_coordinates(files, kind, axis):
+def test_sample_slab_equals_map_coordinates(files, kind, axis, grid):
+    """Oblique: the general (gathering) path; permuted: the axis-by-axis path."""
     paths, _, stat, lab = files
     v = nlv.view(paths["base"])
-    layer = v.add_layer(paths[kind], kind=kind)
-    full = stat if kind == "stat" else lab
+    name = kind if grid == "oblique" else "p" + kind
+    layer = v.add_layer(paths[name], kind=kind)
+    if grid == "oblique":
+        full, affine = (stat if kind == "stat" else lab), oblique_affine()
+    else:
+        full, affine = np.asarray(nib.load(paths[name]).dataobj), PERMUTED
     for index in (BASE_SHAPE[axis] // 3, BASE_SHAPE[axis] // 2, BASE_SHAPE[axis] - 1):
         got = layer.sample_slab(axis, index)
-        want, mask = oracle(full, slab_coords(axis, index, oblique_affine()), int(kind == "stat"))
+        want, mask = oracle(full, slab_coords(axis, index, affine), int(kind == "stat"))
         assert got.dtype == np.float64
         assert got.shape == tuple(n for a, n in enumerate(BASE_SHAPE) if a != axis)
         if index != BASE_SHAPE[axis] - 1:

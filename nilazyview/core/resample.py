@@ -14,8 +14,12 @@ Field of view (one rule for every caller, and the tests' oracle): a point is
 - ``order=0``: ``-0.5 <= x < n - 0.5`` (its voxel ``floor(x + 0.5)`` is on the grid),
 
 along all three axes; points outside come back NaN. Voxel centres are at integer
-coordinates, as in the affine. A 512 x 512 plane maps and interpolates in about
-10-20 ms (trilinear, float64) on the shared 2-core test machine.
+coordinates, as in the affine.
+
+Cost of a 512 x 512 plane of a 2 mm 256 x 256 x 20 layer (trilinear, float64, medians
+of 36 slices on the shared, loaded 2-core machine, same run): 4 ms when the layer's
+axes follow the base's (:func:`interpolate_separable`: any voxel sizes, flips, axis
+order), 20 ms oblique (:func:`interpolate`: eight gathers a point).
 """
 
 from __future__ import annotations
@@ -170,4 +174,54 @@ def _trilinear(flat, pts, origin, sizes, strides, dtype) -> np.ndarray:
             for uz in (0, 1):
                 off = ux * offsets[0] + uy * offsets[1] + uz * offsets[2]
                 out += wxy * weights[2][uz] * flat.take(linear + off, mode="clip")
+    return out
+
+
+def separable_roles(vox2vox: np.ndarray, axis: int) -> tuple | None:
+    """For a plane of base slice ``axis``: which grid axis (0: the first in-plane axis,
+    1: the second, None: neither) each layer axis follows, when each follows at most one
+    and the two grid axes go to different layer axes (an axis-aligned resampling, any
+    voxel sizes, flips or axis order); else None."""
+    a, b = (x for x in range(3) if x != axis)
+    m = np.asarray(vox2vox, np.float64)[:3, :3]
+    scale = np.abs(m).max()
+    roles = []
+    for d in range(3):
+        uses = [abs(m[d, c]) > 1e-9 * scale for c in (a, b)]
+        if all(uses):
+            return None
+        roles.append(0 if uses[0] else 1 if uses[1] else None)
+    return tuple(roles) if sorted(roles, key=str) == [0, 1, None] else None
+
+
+def interpolate_separable(
+    box: np.ndarray,
+    start: Sequence[int],
+    coords: np.ndarray,
+    order: int,
+    mask: np.ndarray,
+    roles: tuple,
+) -> np.ndarray:
+    """:func:`interpolate` for a plane of :func:`map_plane` whose :func:`separable_roles`
+    are ``roles``: one 1-D interpolation per layer axis (through the plane first), a few
+    passes over the frame instead of eight gathers."""
+    out = np.asarray(box, np.float64)
+    for d in sorted(range(3), key=lambda d: roles[d] is not None):  # through the plane first
+        role = roles[d]
+        x = coords[d][:, 0] if role == 0 else coords[d][0, :] if role == 1 else coords[d][:1, 0]
+        size = out.shape[d]
+        p = np.clip(x - start[d], 0.0, size - 1.0)
+        if order == 0:
+            out = np.take(out, np.floor(p + 0.5).astype(np.intp), axis=d)
+            continue
+        i0 = np.minimum(p.astype(np.intp), max(size - 2, 0))
+        i1 = np.minimum(i0 + 1, size - 1)
+        shape = [1, 1, 1]
+        shape[d] = -1
+        f = (p - i0).reshape(shape)
+        lo, hi = np.take(out, i0, axis=d), np.take(out, i1, axis=d)
+        out = lo + (hi - lo) * f
+    axes = [roles.index(0), roles.index(1), roles.index(None)]
+    out = np.transpose(out, axes)[:, :, 0].copy()
+    out[~mask] = np.nan
     return out

@@ -286,14 +286,15 @@ class Layer:
         return arr
 
     def sample(
-        self, coords: np.ndarray, volume: int = 0, steps=(1, 1, 1), dtype: type = np.float64
+        self, coords: np.ndarray, volume: int = 0, steps=(1, 1, 1), roles: tuple | None = None
     ) -> np.ndarray:
         """Values at layer voxel coordinates ``coords`` (3, ...), NaN outside.
 
         ``steps`` (per layer axis) > 1 reads every ``k``-th layer voxel only (a frame
         whose points are that far apart along that axis) and interpolates on that
         coarser grid; within ``k - 1`` voxels of the layer's far edge the last voxel
-        read holds.
+        read holds. ``roles``: ``coords`` are a plane of ``map_plane`` with these
+        :func:`~nilazyview.core.resample.separable_roles` (interpolated axis by axis).
         """
         mask = resample.inside(coords, self.shape3, self.order)
         steps = tuple(int(k) for k in steps)
@@ -305,9 +306,12 @@ class Layer:
         box = resample.bounding_box(coords, coarse, self.order, mask)
         if box is None:
             self.last_read = {"box": None, "voxels": 0, "bytes": 0}
-            return np.full(coords.shape[1:], np.nan, dtype)
+            return np.full(coords.shape[1:], np.nan)
         arr = self._read(box, volume, steps)
-        return resample.interpolate(arr, [b[0] for b in box], coords, self.order, mask, dtype)
+        start = [b[0] for b in box]
+        if roles is not None:
+            return resample.interpolate_separable(arr, start, coords, self.order, mask, roles)
+        return resample.interpolate(arr, start, coords, self.order, mask)
 
     def sample_plane(
         self, axis: int, index: float, first, second, volume: int = 0, coarse: bool = False
@@ -320,9 +324,10 @@ class Layer:
         a zoomed-out view).
         """
         coords = resample.map_plane(self.vox2vox, axis, index, first, second)
+        roles = resample.separable_roles(self.vox2vox, axis)
         if not coarse:
-            return self.sample(coords, volume)
-        return self.sample(coords, volume, _spacing(coords)).astype(np.float32)
+            return self.sample(coords, volume, roles=roles)
+        return self.sample(coords, volume, _spacing(coords), roles=roles).astype(np.float32)
 
     def sample_slab(self, axis: int, index: int, volume: int = 0) -> np.ndarray:
         """The layer's values at every base voxel centre of slice ``index`` across ``axis``.
