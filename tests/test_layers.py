@@ -319,6 +319,10 @@ def test_widgets_follow_the_layer_and_the_layer_follows_the_widgets(files):
     assert layer.threshold == pytest.approx(1.5) and v.image.value != before
     controls["cmap"].value = "hot"
     assert layer.cmap == "hot"
+    controls["positive_only"].value = True
+    assert layer.positive_only is True
+    layer.positive_only = False
+    assert controls["positive_only"].value is False
     controls["visible"].value = False
     assert layer.visible is False
 

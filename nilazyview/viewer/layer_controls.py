@@ -1,8 +1,9 @@
 """The viewer's layers: adding and removing them, their widgets, colorbars and readout.
 
-Each layer has a row of controls (CSS class ``nlv-layer``): visibility, opacity, and
-for stat and image layers threshold and colormap. A widget moved sets the layer's
-property; a property set from code moves its widget; either redraws the viewer.
+Each layer has a row of controls (CSS class ``nlv-layer``): visibility, opacity, for
+stat and image layers threshold and colormap, for stat layers positive-only. A widget
+moved sets the layer's property; a property set from code moves its widget; either
+redraws the viewer.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class LayerPanel:
             options = sorted(LAYER_CMAPS | {layer.cmap})
             c["cmap"] = W.Dropdown(options=options, value=layer.cmap, description="colormap")
             c["cmap"].layout.width = "200px"
+        if layer.kind == "stat":
+            c["positive_only"] = W.Checkbox(layer.positive_only, description="> 0 only")
+            c["positive_only"].indent = False
         for prop, widget in c.items():
             widget.add_class(f"nlv-layer-{prop}")
         for prop, widget in c.items():
@@ -142,6 +146,8 @@ class LayerPanel:
                     if layer.cmap not in c["cmap"].options:
                         c["cmap"].options = sorted({*c["cmap"].options, layer.cmap})
                     c["cmap"].value = layer.cmap
+                if "positive_only" in c:
+                    c["positive_only"].value = layer.positive_only
         self.redraw()
 
     def redraw(self) -> None:
