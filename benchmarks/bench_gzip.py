@@ -583,9 +583,10 @@ def _note(case: str, tool: str, samples: list) -> str:
     if tool == "nibabel":
         igz = any(s.get("indexed_gzip") for s in samples if s["tool"] == "nibabel")
         return "with indexed_gzip" if igz else "without indexed_gzip"
-    left = [s.get("index_bytes_left", 0) for s in samples if (s["case"], s["tool"]) == (case, tool)]
+    mine = [s for s in samples if (s["case"], s["tool"]) == (case, tool) and "error" not in s]
+    left = [s.get("index_bytes_left", 0) for s in mine]
     if case == "cached":
-        used = [s.get("gzindex", {}).get("imports") for s in samples if s["tool"] == tool]
+        used = [s.get("gzindex", {}).get("imports") for s in mine]
         return "index imported" if used and all(used) else ""
     return "index left: " + ("yes" if left and all(left) else "some" if any(left) else "no")
 
