@@ -335,6 +335,7 @@ def _run_child(spec: dict, env: dict, cwd: str, timeout: float) -> dict:
         f"sys.path.insert(0, {HERE!r}); import bench_gzip as b; "
         "print(json.dumps(b.child(json.loads(sys.argv[1]))))"
     )
+    t0 = time.perf_counter()
     try:
         res = subprocess.run(
             [sys.executable, "-c", prelude, json.dumps(spec)],
@@ -348,7 +349,12 @@ def _run_child(spec: dict, env: dict, cwd: str, timeout: float) -> dict:
         return {"error": f"timeout after {timeout:.0f} s"}
     if res.returncode:
         return {"error": f"rc {res.returncode}: {res.stderr.strip()[-600:]}"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    try:
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": f"no result: {res.stderr.strip()[-600:]}"}
+    out["wall_s"] = time.perf_counter() - t0  # the whole process: start-up, exit, index saves
+    return out
 
 
 def _warm(path: str) -> None:
@@ -488,16 +494,17 @@ def run(args) -> dict:
         "tools": {t: (p or "installed") for t, p in tools.items()},
         "notes": notes,
     }
-    return {"info": info, "samples": samples, "medians": medians(samples)}
+    res = {"info": info, "samples": samples, "medians": medians(samples)}
+    return res | {"best": medians(samples, min)}
 
 
-def medians(samples: list) -> dict:
+def medians(samples: list, stat=statistics.median) -> dict:
     """(case, tool, cores) as 'case|tool|cores' -> median seconds of the good samples."""
     groups: dict = {}
     for s in samples:
         if "error" not in s:
             groups.setdefault(f"{s['case']}|{s['tool']}|{s['cores']}", []).append(s["s"])
-    return {k: statistics.median(v) for k, v in groups.items()}
+    return {k: stat(v) for k, v in groups.items()}
 
 
 def targets(med: dict) -> list[tuple[str, bool | None, str]]:

@@ -458,10 +458,14 @@ def run_gzcores(rows: list, args) -> list:
     argv = ["--size", str(size), "--frames", str(frames), "--repeat", str(args.fresh_reps)]
     gargs = bench_gzip.parse([*argv, "--data", args.data])
     res = bench_gzip.run(gargs)
-    for key, s in res["medians"].items():
-        case, tool, cores = key.split("|")
-        cond = f"fresh, {cores} core" + ("s" if cores != "1" else "")
-        rows.append(dict(group="gzcores", case=bench_gzip.CASES[case], cond=cond, reader=tool, s=s))
+    med = res["medians"]
+    for case, label in bench_gzip.CASES.items():
+        for cores in gargs.cores:
+            for tool in res["info"]["tools"]:
+                s = med.get(f"{case}|{tool}|{cores}")
+                cond = f"fresh, {cores} core" + ("s" if cores > 1 else "")
+                if s is not None:
+                    rows.append(dict(group="gzcores", case=label, cond=cond, reader=tool, s=s))
     for note in res["info"]["notes"]:
         print(f"  gzcores note: {note}", file=sys.stderr)
     print("  gzcores done", file=sys.stderr)
