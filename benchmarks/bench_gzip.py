@@ -507,8 +507,24 @@ def medians(samples: list, stat=statistics.median) -> dict:
     return {k: stat(v) for k, v in groups.items()}
 
 
-def targets(med: dict) -> list[tuple[str, bool | None, str]]:
+def isal_reference(samples: list) -> float | None:
+    """Median one-thread ``isal`` full inflate of the 3D file.
+
+    isal inflates on one thread whatever the affinity, so its full-inflate samples of
+    cases (a) and (c) at every core count are one measurement: pooling them makes the
+    reference the targets divide by less noisy on a shared machine.
+    """
+    ts = [
+        s["s"]
+        for s in samples
+        if s["tool"] == "isal" and s["case"] in ("plane", "get_data") and "error" not in s
+    ]
+    return statistics.median(ts) if ts else None
+
+
+def targets(res: dict) -> list[tuple[str, bool | None, str]]:
     """The issue's targets on 2 cores (None: not measurable in this run)."""
+    med = res["medians"]
 
     def get(case, tool, c):
         return med.get(f"{case}|{tool}|{c}")
@@ -520,11 +536,12 @@ def targets(med: dict) -> list[tuple[str, bool | None, str]]:
             out.append((name, None, "not measured"))
             return
         r = num / den
-        out.append((name, r <= limit if less else r >= limit, f"{r:.2f}x"))
+        detail = f"{r:.2f}x ({num:.3f} s / {den:.3f} s)"
+        out.append((name, r <= limit if less else r >= limit, detail))
 
-    isal1 = get("plane", "isal", 1) or get("get_data", "isal", 1)
+    isal1 = isal_reference(res["samples"])
     ratio(
-        "strided plane, 2 cores <= 1.0x isal full inflate at 1 core",
+        "strided plane, 2 cores <= 1.0x isal's one-thread full inflate",
         get("plane", "nilazyview", 2),
         isal1,
         1.0,
@@ -536,7 +553,7 @@ def targets(med: dict) -> list[tuple[str, bool | None, str]]:
         0.6,
     )
     ratio(
-        "get_data(), 2 cores <= 1.0x isal full inflate at 1 core",
+        "get_data(), 2 cores <= 1.0x isal's one-thread full inflate",
         get("get_data", "nilazyview", 2),
         isal1,
         1.0,
@@ -573,7 +590,7 @@ def report(res: dict) -> str:
                 note += " ERRORS: " + "; ".join(sorted(errs))[:200]
             lines.append(f"{label:30s} {tool:22s}{cells}{sp}  {note}")
     lines.append("\ntargets (2 cores; a report, never a failure):")
-    for name, ok, detail in targets(med):
+    for name, ok, detail in targets(res):
         mark = "n/a " if ok is None else "PASS" if ok else "MISS"
         lines.append(f"  {mark} {name}: {detail}")
     for note in res["info"]["notes"]:
@@ -619,7 +636,7 @@ def main(argv=None) -> int:
     print(report(res))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(res | {"targets": targets(res["medians"])}, f, indent=1)
+            json.dump(res | {"targets": targets(res)}, f, indent=1)
         print(f"wrote {args.json}")
     return 0
 

@@ -471,7 +471,7 @@ def run_gzcores(rows: list, args) -> list:
     print("  gzcores done", file=sys.stderr)
     return [
         (f"gzip {size}^3 (issue 17) {name}", ok, detail)
-        for name, ok, detail in bench_gzip.targets(res["medians"])
+        for name, ok, detail in bench_gzip.targets(res)
         if ok is not None
     ]
 
