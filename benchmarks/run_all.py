@@ -4,7 +4,10 @@ Datasets (generated once into ``--data`` and reused; ~2.6 GB):
 
 * ``v512``: 512^3 float32 NIfTI-1, ``.nii`` and ``.nii.gz`` (nibabel's writer);
 * ``f4d``: 96x96x60x600 int16 fMRI-like ``.nii`` (one volume; one voxel's time series);
-* ``s1g``: 1024x1024x512 int16 with ``scl_slope``/``scl_inter`` (1 GiB).
+* ``s1g``: 1024x1024x512 int16 with ``scl_slope``/``scl_inter`` (1 GiB);
+* ``gzcores``: ``bench_gzip.py``'s 256^3 and 128x128x64x50 int16 ``.nii.gz`` (160^3
+  and x24 with ``--quick``): gzip in fresh processes pinned to 1 and 2 cores against
+  nibabel, isal and rapidgzip (issue 17; run ``bench_gzip.py`` itself for full size).
 
 Readers: ``nilazyview`` (``img.slicecopy[idx]``), ``nibabel`` (``img.dataobj[idx]``,
 with ``indexed_gzip``, and ``nibabel-noigz`` without it), ``memmap``
@@ -27,7 +30,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/run_all.py              # everything (~10 min)
     .venv/bin/python benchmarks/run_all.py --quick      # smaller files, fewer reps
-    .venv/bin/python benchmarks/run_all.py --only gz    # one group: v512, f4d, s1g, gz
+    .venv/bin/python benchmarks/run_all.py --only gz    # a group: v512, f4d, s1g, gz, gzcores
 
 It prints a table of medians with ratios, checks the targets of issues 2 and
 5, and writes ``benchmarks/results/run_all.json`` and ``run_all.png`` (the
@@ -447,6 +450,32 @@ def run_gz(rows: list, data: dict, args) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def run_gzcores(rows: list, args) -> list:
+    """bench_gzip at a size that takes a few minutes; its rows, and its targets."""
+    import bench_gzip
+
+    size, frames = (160, 24) if args.quick else (256, 50)
+    argv = ["--size", str(size), "--frames", str(frames), "--repeat", str(args.fresh_reps)]
+    gargs = bench_gzip.parse([*argv, "--data", args.data])
+    res = bench_gzip.run(gargs)
+    med = res["medians"]
+    for case, label in bench_gzip.CASES.items():
+        for cores in gargs.cores:
+            for tool in res["info"]["tools"]:
+                s = med.get(f"{case}|{tool}|{cores}")
+                cond = f"fresh, {cores} core" + ("s" if cores > 1 else "")
+                if s is not None:
+                    rows.append(dict(group="gzcores", case=label, cond=cond, reader=tool, s=s))
+    for note in res["info"]["notes"]:
+        print(f"  gzcores note: {note}", file=sys.stderr)
+    print("  gzcores done", file=sys.stderr)
+    return [
+        (f"gzip {size}^3 (issue 17) {name}", ok, detail)
+        for name, ok, detail in bench_gzip.targets(res)
+        if ok is not None
+    ]
+
+
 # ----------------------------------------------------------------- report
 
 
@@ -564,6 +593,7 @@ def plot(rows: list, path: str) -> None:
         "f4d": "96x96x60x600 int16 .nii (fMRI-like)",
         "s1g": "1 GiB scaled int16 .nii",
         "gz": "512^3 float32 .nii.gz",
+        "gzcores": "int16 .nii.gz in fresh processes at 1 and 2 cores (bench_gzip.py)",
     }
     counts = [sum(1 for r in rows if r["group"] == g and r["s"]) for g in groups]
     fig, axes = plt.subplots(
@@ -617,7 +647,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.path.join(RESULTS, "data"), help="dataset folder")
     ap.add_argument("--quick", action="store_true", help="smaller files, fewer repetitions")
-    ap.add_argument("--only", nargs="*", choices=["v512", "f4d", "s1g", "gz"], help="groups")
+    ap.add_argument(
+        "--only", nargs="*", choices=["v512", "f4d", "s1g", "gz", "gzcores"], help="groups"
+    )
     ap.add_argument("--reps", type=int, default=15, help="minimum warm repetitions")
     ap.add_argument("--budget", type=float, default=6.0, help="seconds per warm case")
     ap.add_argument("--cold-reps", type=int, default=7, help="cold samples per reader")
@@ -631,8 +663,11 @@ def main(argv=None) -> int:
     if args.quick:
         args.reps, args.budget, args.cold_reps, args.fresh_reps = 5, 2.0, 3, 2
     os.makedirs(RESULTS, exist_ok=True)
-    groups = args.only or ["v512", "f4d", "s1g", "gz"]
-    data = make_data(args.data, args.quick)
+    groups = args.only or ["v512", "f4d", "s1g", "gz", "gzcores"]
+    if groups == ["gzcores"]:  # bench_gzip writes its own files
+        data = {"n": 0, "t": 0, "big": (0, 0, 0)}
+    else:
+        data = make_data(args.data, args.quick)
     n, t, big = data["n"], data["t"], data["big"]
     rows: list = []
     t0 = time.perf_counter()
@@ -673,9 +708,10 @@ def main(argv=None) -> int:
         )
     if "gz" in groups:
         run_gz(rows, data, args)
+    more_checks = run_gzcores(rows, args) if "gzcores" in groups else []
     print(f"\nsuite took {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(table(rows))
-    checks = targets(rows)
+    checks = targets(rows) + more_checks
     print("\ntargets:")
     for name, ok, detail in checks:
         print(f"  {'ok    ' if ok else 'MISSED'} {name}: {detail}")
