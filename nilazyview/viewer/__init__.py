@@ -5,6 +5,7 @@
 """
 
 from .cache import SlabCache
+from .links import Link, link
 from .widget import SliceViewer, view
 
-__all__ = ["SlabCache", "SliceViewer", "view"]
+__all__ = ["Link", "SlabCache", "SliceViewer", "link", "view"]

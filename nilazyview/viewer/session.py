@@ -452,7 +452,7 @@ class ViewerSession(Navigation):
                 compress_level=self.compress_level,
             )
             width, height = fit(*self._extent(dmap), small)
-            yield OrthoPanel(data, width, height, names[axis], point[axis])
+            yield OrthoPanel(data, width, height, names[axis], point[axis], dmap, view)
 
     def _longest(self) -> int:
         size = self.display_size

@@ -108,8 +108,9 @@ def build(fmt: str, cmap: str) -> Controls:
     return c
 
 
-def layout(c: Controls, ortho: bool) -> list[W.Widget]:
-    """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``."""
+def layout(c: Controls, ortho: bool, below: list[W.Widget] = ()) -> list[W.Widget]:
+    """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``;
+    ``below``: rows under the pictures (the time course)."""
     e = c.edges
     picture = W.VBox(
         [e["top"], W.HBox([e["left"], c.image, e["right"]]), e["bottom"]],
@@ -124,6 +125,7 @@ def layout(c: Controls, ortho: bool) -> list[W.Widget]:
         W.HBox([c.slider, c.volume_slider]),
         picture,
         *orthos,
+        *below,
         c.readout,
         W.HBox([c.cmap, c.vmin, c.vmax, c.auto, c.reset_view]),
         W.HBox([c.handoff_button, c.handoff_path, c.handoff_note]),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from . import panels, tree
+from . import links, ortho, panels, timecourse, tree
 from .cache import DEFAULT_MAX_BYTES
 from .gestures import Gestures
 from .handoff import hand_off
@@ -20,6 +20,8 @@ from .polling import start_polling
 from .session import ViewerSession
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .session import Viewable
 
 
@@ -130,8 +132,9 @@ class SliceViewer(widgets.VBox):
         controls = tree.build(self.fmt, cmap)
         for field in dataclasses.fields(controls):  # v.slider, v.image, ...
             setattr(self, field.name, getattr(controls, field.name))
+        self._timecourse = timecourse.Panel(self)  # the plot under the image (4D)
         self._wire()
-        super().__init__(children=tree.layout(controls, self.ortho))
+        super().__init__(children=tree.layout(controls, self.ortho, [self._timecourse.box]))
         self.add_class("nlv-viewer")
         try:
             self._session.open(obj)
@@ -156,6 +159,7 @@ class SliceViewer(widgets.VBox):
         self._events = tree.pointer_events(self.image, self.readout)
         for events in self._events:
             events.on_dom_event(self._on_pointer)
+        self._ortho_events = ortho.attach(self)  # clicks on the orthogonal panels
 
     def _setup(self, axis: int | None, index: int | None, volume: int) -> None:
         s, img = self._session, self.img
@@ -237,6 +241,12 @@ class SliceViewer(widgets.VBox):
         self._refresh()
 
     @property
+    def timecourse(self) -> np.ndarray | None:
+        """The series at the crosshair (``slicecopy[i, j, k, :]``) of a 4D base, else of the
+        topmost visible 4D layer at that world point; None without one."""
+        return self._timecourse.series()
+
+    @property
     def zoom(self) -> float:
         """1: the whole slab fits; 2, 4, ...: that much closer (up to ~16 display px a voxel)."""
         return self._session.zoom
@@ -306,6 +316,7 @@ class SliceViewer(widgets.VBox):
     def refresh(self) -> None:
         """Re-read and redraw the slice shown (after changing a dirty array in place)."""
         self._session.clear_caches()
+        self._timecourse.cache.clear()
         self._refresh()
 
     def poll(self) -> str:
@@ -412,17 +423,10 @@ class SliceViewer(widgets.VBox):
         self._update_io()
         self._update_readout()
         if self.ortho:
-            self._refresh_ortho()
+            ortho.draw(self)
+        self._timecourse.update()
         s.prefetch_after(frame)
-
-    def _refresh_ortho(self) -> None:
-        """Draw the three orthogonal planes through the crosshair, else the centre."""
-        point = self._session.ortho_point(self.axis, self.index)
-        for axis, p in enumerate(self._session.ortho_panels(self.volume, point)):
-            self.ortho_images[axis].value = p.data
-            self.ortho_images[axis].width = p.width
-            self.ortho_images[axis].height = p.height
-            self.ortho_labels[axis].value = panels.ortho_label(p.plane, p.index)
+        links.notify(self)  # linked viewers follow
 
     def _show_window(self, window: tuple[float, float]) -> None:
         with self._hold():
