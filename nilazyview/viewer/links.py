@@ -6,7 +6,9 @@ a *wave* spreads the change through every link it is in, and on through links of
 the viewers reached, each viewer visited once: there is no feedback loop, even for
 links forming a cycle. A viewer reached gets the crosshair on its voxel nearest the
 first viewer's world point, ``rint(inv(A2) @ A1 @ v)`` clipped to its grid, and
-shows the slice through it. Closed viewers drop out of their links.
+shows the slice through it. Closed viewers drop out of their links. A move in one
+of two linked viewers redraws both in 6-8 ms kernel-side (a 128 x 128 x 80 x 400
+series and a 256 x 256 x 160 volume; ``benchmarks/bench_timecourse.py``).
 """
 
 from __future__ import annotations
