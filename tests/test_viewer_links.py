@@ -317,3 +317,17 @@ def test_a_panel_click_moves_linked_viewers(two_grids):
     assert v2.crosshair == nearest(LAS, A2, (30, 36, 16), v1.crosshair)
     v1.close()
     v2.close()
+
+
+def test_a_series_that_cannot_be_read_is_said_not_raised(series_file, monkeypatch):
+    path, _ = series_file
+    v = view(path, prefetch=0)
+
+    def broken(img, voxel):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(timecourse, "series_at", broken)
+    v.crosshair = (1, 2, 3)
+    assert "disk gone" in v._timecourse.caption.value
+    assert v._timecourse.image.layout.display == "none"
+    v.close()

@@ -167,7 +167,11 @@ def _spread(first, changes: dict) -> None:
                     if id(other) in _wave["seen"]:
                         continue
                     _wave["seen"].add(id(other))
-                    _apply(other, lk, changes)
+                    try:
+                        _apply(other, lk, changes)
+                    except Exception as exc:  # shown in that viewer; the others carry on
+                        other._show_error(exc, "Cannot follow the linked viewer")
+                        continue
                     reached.append(other)
                     queue.append(other)
     finally:

@@ -17,6 +17,7 @@ the pointer.
 
 from __future__ import annotations
 
+import html
 import io
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -220,7 +221,15 @@ class Panel:
             self.box.layout.display = "none"
             return
         img, voxel, name = got
-        series = self.cache.get(img, voxel)
+        try:
+            series = self.cache.get(img, voxel)
+        except Exception as exc:  # e.g. the file went: said under the image, not raised
+            self._drawn = None
+            self.image.layout.display = "none"
+            self.caption.value = html.escape(f"no time course: {type(exc).__name__}: {exc}")
+            self.box.layout.display = None
+            return
+        self.image.layout.display = None
         width = int(float(v.image.width or 0)) or 512
         ratio = v._session.pixel_ratio
         key = (id(img), voxel, v.volume, width, ratio, id(series))
