@@ -6,6 +6,7 @@ listens for clicks, the wheel and drags on the image (with ipyevents, if install
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -108,7 +109,7 @@ def build(fmt: str, cmap: str) -> Controls:
     return c
 
 
-def layout(c: Controls, ortho: bool, below: list[W.Widget] = ()) -> list[W.Widget]:
+def layout(c: Controls, ortho: bool, below: Sequence[W.Widget] = ()) -> list[W.Widget]:
     """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``;
     ``below``: rows under the pictures (the time course)."""
     e = c.edges
