@@ -38,7 +38,7 @@ from .io.save import save
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .viewer import SliceViewer
+    from .viewer import Link, SliceViewer
 
 
 def view(obj: Any, **kwargs: Any) -> SliceViewer:
@@ -52,6 +52,19 @@ def view(obj: Any, **kwargs: Any) -> SliceViewer:
     from .viewer import view as _view  # the optional 'viewer' extra (ipywidgets)
 
     return _view(obj, **kwargs)
+
+
+def link(*viewers: Any, zoom: bool = False, plane: bool = False) -> Link:
+    """Keep the crosshairs of viewers of different images on one world point.
+
+    Each follows at its voxel nearest the point; with ``zoom`` / ``plane`` their
+    zoom and anatomical plane follow too. Returns a link with ``.unlink()``; see
+    :func:`nilazyview.viewer.link`.
+    """
+    require("ipywidgets", "viewer", "nlv.link()")
+    from .viewer import link as _link  # the optional 'viewer' extra (ipywidgets)
+
+    return _link(*viewers, zoom=zoom, plane=plane)
 
 
 def __getattr__(name: str) -> Any:
@@ -90,6 +103,7 @@ __all__ = [
     "__version__",
     "as_file",
     "from_nibabel",
+    "link",
     "load",
     "plan_read",
     "release",

@@ -6,6 +6,7 @@
 
 from .cache import SlabCache
 from .layers import Layer
+from .links import Link, link
 from .widget import SliceViewer, view
 
-__all__ = ["Layer", "SlabCache", "SliceViewer", "view"]
+__all__ = ["Layer", "Link", "SlabCache", "SliceViewer", "link", "view"]

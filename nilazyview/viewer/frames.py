@@ -101,10 +101,13 @@ class Frame:
 
 @dataclass(frozen=True)
 class OrthoPanel:
-    """One of the three orthogonal planes: encoded image, display size, plane and slice."""
+    """One of the three orthogonal planes: encoded image, display size, plane and slice,
+    and (for clicks on it) its display map and view."""
 
     data: bytes
     width: str
     height: str
     plane: str
     index: int
+    dmap: object = None
+    view: vw.View | None = None

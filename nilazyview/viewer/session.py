@@ -463,7 +463,7 @@ class ViewerSession(Navigation):
                         grid, self.layer_state())  # fmt: skip
             data = self._draw(screen, settings, key)
             width, height = fit(*self._extent(dmap), small)
-            yield OrthoPanel(data, width, height, names[axis], point[axis])
+            yield OrthoPanel(data, width, height, names[axis], point[axis], dmap, view)
 
     def _longest(self) -> int:
         size = self.display_size

@@ -52,16 +52,6 @@ def update_readout(v) -> None:
     v.readout.value = panels.readout(vox, world, value, layers)
 
 
-def refresh_ortho(v) -> None:
-    """Draw the three orthogonal planes through the crosshair, else the centre."""
-    point = v._session.ortho_point(v.axis, v.index)
-    for axis, p in enumerate(v._session.ortho_panels(v.volume, point)):
-        v.ortho_images[axis].value = p.data
-        v.ortho_images[axis].width = p.width
-        v.ortho_images[axis].height = p.height
-        v.ortho_labels[axis].value = panels.ortho_label(p.plane, p.index)
-
-
 def handoff(v) -> str | None:
     """:meth:`SliceViewer.handoff`'s work."""
     if v.img is None:

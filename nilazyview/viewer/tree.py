@@ -6,6 +6,7 @@ listens for clicks, the wheel and drags on the image (with ipyevents, if install
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -108,9 +109,12 @@ def build(fmt: str, cmap: str) -> Controls:
     return c
 
 
-def layout(c: Controls, ortho: bool, extra: list[W.Widget] = ()) -> list[W.Widget]:
+def layout(
+    c: Controls, ortho: bool, below: Sequence[W.Widget] = (), extra: Sequence[W.Widget] = ()
+) -> list[W.Widget]:
     """The viewer's rows, top to bottom; the orthogonal planes' row only with ``ortho``;
-    ``extra`` rows (layers, colorbars) after the readout."""
+    ``below``: rows under the pictures (the time course); ``extra`` rows (layers,
+    colorbars) after the readout."""
     e = c.edges
     picture = W.VBox(
         [e["top"], W.HBox([e["left"], c.image, e["right"]]), e["bottom"]],
@@ -125,6 +129,7 @@ def layout(c: Controls, ortho: bool, extra: list[W.Widget] = ()) -> list[W.Widge
         W.HBox([c.slider, c.volume_slider]),
         picture,
         *orthos,
+        *below,
         c.readout,
         *extra,
         W.HBox([c.cmap, c.vmin, c.vmax, c.auto, c.reset_view]),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from . import export, panels, show, tree
+from . import export, links, ortho, panels, show, timecourse, tree
 from .cache import DEFAULT_MAX_BYTES
 from .gestures import Gestures
 from .layer_controls import LayerPanel
@@ -21,6 +21,8 @@ from .session import ViewerSession
 from .show import FromSession as _FromSession
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .layers import Layer
     from .session import Viewable
 
@@ -123,10 +125,11 @@ class SliceViewer(widgets.VBox):
         controls = tree.build(self.fmt, cmap)
         for field in dataclasses.fields(controls):  # v.slider, v.image, ...
             setattr(self, field.name, getattr(controls, field.name))
+        self._timecourse = timecourse.Panel(self)  # the plot under the image (4D)
         self._wire()
         self._layer_panel = LayerPanel(self)
         extra = [self._layer_panel.box, self._layer_panel.bars]
-        super().__init__(children=tree.layout(controls, self.ortho, extra))
+        super().__init__(children=tree.layout(controls, self.ortho, [self._timecourse.box], extra))
         self.add_class("nlv-viewer")
         try:
             self._session.open(obj)
@@ -152,6 +155,7 @@ class SliceViewer(widgets.VBox):
         self._events = tree.pointer_events(self.image, self.readout)
         for events in self._events:
             events.on_dom_event(self._on_pointer)
+        self._ortho_events = ortho.attach(self)  # clicks on the orthogonal panels
 
     def _setup(self, axis: int | None, index: int | None, volume: int) -> None:
         s, img = self._session, self.img
@@ -231,6 +235,12 @@ class SliceViewer(widgets.VBox):
         self._session.crosshair = None if voxel is None else tuple(int(v) for v in voxel[:3])
         self._update_readout()
         self._refresh()
+
+    @property
+    def timecourse(self) -> np.ndarray | None:
+        """The series at the crosshair (``slicecopy[i, j, k, :]``) of a 4D base, else of the
+        topmost visible 4D layer at that world point; None without one."""
+        return self._timecourse.series()
 
     @property
     def zoom(self) -> float:
@@ -333,6 +343,7 @@ class SliceViewer(widgets.VBox):
     def refresh(self) -> None:
         """Re-read and redraw the slice shown (after changing a dirty array in place)."""
         self._session.clear_caches()
+        self._timecourse.cache.clear()
         self._refresh()
 
     def poll(self) -> str:
@@ -429,9 +440,11 @@ class SliceViewer(widgets.VBox):
         show.update_io(self)
         self._update_readout()
         if self.ortho:
-            show.refresh_ortho(self)
+            ortho.draw(self)
         self._layer_panel.update_bars()
+        self._timecourse.update()
         s.prefetch_after(frame)
+        links.notify(self)  # linked viewers follow
 
     def _show_window(self, window: tuple[float, float]) -> None:
         with self._hold():
