@@ -176,7 +176,8 @@ class ByteCounter:
         self.reads = self.plan_bytes = self.wanted_bytes = self.pread_bytes = self.gathers = 0
 
     def snapshot(self) -> dict:
-        return {k: getattr(self, k) for k in ("reads", "plan_bytes", "pread_bytes", "gathers")}
+        keys = ("reads", "wanted_bytes", "plan_bytes", "pread_bytes", "gathers")
+        return {k: getattr(self, k) for k in keys}
 
 
 # --- the children (fresh processes) -----------------------------------------------------
@@ -322,12 +323,18 @@ def first_images(anat: str, stat: str, args) -> dict:
     for name, rs in runs.items():
         ok = [r for r in rs if "error" not in r]
         if not ok:
-            out[name] = {"error": rs[-1]["error"]}
+            if rs:
+                out[name] = {"error": rs[-1]["error"]}
             continue
         med = {k: statistics.median(r[k] for r in ok) for k in ok[0] if not k.endswith("proxy")}
         med |= {k: all(r[k] for r in ok) for k in ok[0] if k.endswith("proxy")}
         out[name] = med | {"runs": len(ok)}
     return out
+
+
+def worst(frames: list, key: str) -> float:
+    """The largest ``frame[key]`` over the frame's layer bounding box of the shown plane."""
+    return round(max(f[key] / max(1, f["bbox_bytes"]) for f in frames), 3)
 
 
 def summarize_frames(res: dict) -> dict:
@@ -341,18 +348,14 @@ def summarize_frames(res: dict) -> dict:
             "median_ms": round(1e3 * statistics.median(f["s"] for f in fs), 2),
             "plain_median_ms": round(1e3 * statistics.median(f["plain_s"] for f in fs), 2),
             "layer_reads": sum(f["reads"] for f in fs),
+            "layer_wanted_bytes_max": max(f["wanted_bytes"] for f in fs),
             "layer_plan_bytes_max": max(f["plan_bytes"] for f in fs),
             "layer_pread_bytes_max": max(f["pread_bytes"] for f in fs),
             "layer_gathers": sum(f["gathers"] for f in fs),
             "bbox_bytes_max": max(f["bbox_bytes"] for f in fs),
             "read_bbox_bytes_max": max(f["read_bbox_bytes"] for f in fs),
-            "worst_read_over_read_bbox": round(
-                max(
-                    max(f["plan_bytes"], f["pread_bytes"]) / max(1, f["read_bbox_bytes"])
-                    for f in fs
-                ),
-                3,
-            ),
+            "worst_wanted_over_bbox": worst(fs, "wanted_bytes"),
+            "worst_plan_over_bbox": worst(fs, "plan_bytes"),
         }
     return out
 
@@ -381,21 +384,25 @@ def table(first: dict, frames: dict | None, info: dict) -> str:
             "",
             "nilazyview frames with the stat layer (and the anatomical alone, interleaved);"
             " layer bytes per frame, max",
-            f"{'frames':16s} {'n':>3s} {'ms':>8s} {'alone ms':>9s} {'reads':>6s} "
-            f"{'plan KiB':>9s} {'pread KiB':>10s} {'gathers':>8s} {'bbox KiB':>9s} "
-            f"{'read-bbox KiB':>14s} {'worst read/read-bbox':>21s}",
+            f"{'frames':16s} {'n':>3s} {'ms':>7s} {'alone ms':>8s} {'reads':>5s} "
+            f"{'wanted KiB':>10s} {'plan KiB':>9s} {'pread KiB':>9s} {'gathers':>7s} "
+            f"{'bbox KiB':>9s} {'read-bbox KiB':>13s} {'wanted/bbox':>11s} {'plan/bbox':>9s}",
         ]
         for kind, r in frames.items():
+            kib = [r[k] / 1024 for k in ("layer_wanted_bytes_max", "layer_plan_bytes_max")]
+            kib += [r[k] / 1024 for k in ("layer_pread_bytes_max",)]
             lines.append(
-                f"{kind:16s} {r['frames']:3d} {r['median_ms']:8.1f} {r['plain_median_ms']:9.1f} "
-                f"{r['layer_reads']:6d} {r['layer_plan_bytes_max'] / 1024:9.1f} "
-                f"{r['layer_pread_bytes_max'] / 1024:10.1f} {r['layer_gathers']:8d} "
-                f"{r['bbox_bytes_max'] / 1024:9.1f} {r['read_bbox_bytes_max'] / 1024:14.1f} "
-                f"{r['worst_read_over_read_bbox']:21.3f}"
+                f"{kind:16s} {r['frames']:3d} {r['median_ms']:7.1f} {r['plain_median_ms']:8.1f} "
+                f"{r['layer_reads']:5d} {kib[0]:10.1f} {kib[1]:9.1f} {kib[2]:9.1f} "
+                f"{r['layer_gathers']:7d} {r['bbox_bytes_max'] / 1024:9.1f} "
+                f"{r['read_bbox_bytes_max'] / 1024:13.1f} {r['worst_wanted_over_bbox']:11.3f} "
+                f"{r['worst_plan_over_bbox']:9.3f}"
             )
         lines.append(
-            "bbox: the layer voxels (trilinear neighbours) under the shown plane, from the"
-            " affines; read-bbox: the same for the window the base reads (shown + pan margin)"
+            "wanted: the boxes the layer asked for; plan: what their read plans fetch (gaps"
+            " between close runs read through); bbox: the layer voxels (trilinear neighbours)"
+            " under the shown plane, from the affines; read-bbox: the same for the window the"
+            " base reads (shown + pan margin); wanted/bbox, plan/bbox: the worst frame's ratio"
         )
     return "\n".join(lines)
 
