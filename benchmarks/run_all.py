@@ -8,6 +8,9 @@ Datasets (generated once into ``--data`` and reused; ~2.6 GB):
 * ``gzcores``: ``bench_gzip.py``'s 256^3 and 128x128x64x50 int16 ``.nii.gz`` (160^3
   and x24 with ``--quick``): gzip in fresh processes pinned to 1 and 2 cores against
   nibabel, isal and rapidgzip (issue 17; run ``bench_gzip.py`` itself for full size).
+* ``layers``: ``bench_layers.py``'s 384^3 int16 anatomical (192^3 with ``--quick``) and
+  oblique 2 mm stat map: first image and peak memory of ``nlv.view(anat, layers=...)``
+  against nilearn's ``view_img``, and the viewer's frames with the layer.
 
 Readers: ``nilazyview`` (``img.slicecopy[idx]``), ``nibabel`` (``img.dataobj[idx]``,
 with ``indexed_gzip``, and ``nibabel-noigz`` without it), ``memmap``
@@ -30,7 +33,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/run_all.py              # everything (~10 min)
     .venv/bin/python benchmarks/run_all.py --quick      # smaller files, fewer reps
-    .venv/bin/python benchmarks/run_all.py --only gz    # a group: v512, f4d, s1g, gz, gzcores
+    .venv/bin/python benchmarks/run_all.py --only gz    # v512, f4d, s1g, gz, gzcores, layers
 
 It prints a table of medians with ratios, checks the targets of issues 2 and
 5, and writes ``benchmarks/results/run_all.json`` and ``run_all.png`` (the
@@ -62,6 +65,7 @@ RESULTS = os.path.join(HERE, "results")
 
 FULL = slice(None)
 FRESH = "fresh process"
+GROUPS = ["v512", "f4d", "s1g", "gz", "gzcores", "layers"]
 
 
 # ----------------------------------------------------------------- datasets
@@ -476,6 +480,45 @@ def run_gzcores(rows: list, args) -> list:
     ]
 
 
+def run_layers(rows: list, args) -> dict:
+    """``bench_layers``: nilazyview with a stat layer against nilearn's ``view_img``."""
+    import bench_layers
+
+    size, reps = (192, 2) if args.quick else (384, 3)
+    cmd = ["--size", str(size), "--reps", str(reps), "--data", args.data]
+    out = bench_layers.run(bench_layers.parser().parse_args(cmd))
+    case = f"first image, {size}^3 + stat layer"
+    for name, r in out["first_image"].items():
+        if "first_s" in r:
+            rows.append(dict(group="layers", case=case, cond=FRESH, reader=name, s=r["first_s"]))
+    for kind, r in (out["frames"] or {}).items():
+        for reader, key in (("nilazyview", "median_ms"), ("no layer", "plain_median_ms")):
+            rows.append(
+                dict(group="layers", case=f"frame, {kind}", cond="warm", reader=reader,
+                     s=r[key] / 1e3)
+            )  # fmt: skip
+    print(bench_layers.table(out["first_image"], out["frames"], out["info"]), file=sys.stderr)
+    return out
+
+
+def layer_targets(out: dict | None) -> list[tuple[str, bool | None, str]]:
+    """Issue 12: the first image with a layer stays far ahead of nilearn's ``view_img``."""
+    first = (out or {}).get("first_image", {})
+    nlv, peer = first.get("nilazyview", {}), first.get("nilearn view_img", {})
+    if "first_s" not in nlv or "first_s" not in peer:
+        return []
+    speed, mem = peer["first_s"] / nlv["first_s"], peer["peak_mib"] / nlv["peak_mib"]
+    return [
+        (
+            "layers: first image with a stat layer >= 10x faster than nilearn view_img, "
+            "peak RSS >= 5x lower",
+            speed >= 10 and mem >= 5,
+            f"{speed:.0f}x faster ({nlv['first_s']:.2f} vs {peer['first_s']:.1f} s), "
+            f"{mem:.1f}x less memory ({nlv['peak_mib']:.0f} vs {peer['peak_mib']:.0f} MiB)",
+        )
+    ]
+
+
 # ----------------------------------------------------------------- report
 
 
@@ -594,6 +637,7 @@ def plot(rows: list, path: str) -> None:
         "s1g": "1 GiB scaled int16 .nii",
         "gz": "512^3 float32 .nii.gz",
         "gzcores": "int16 .nii.gz in fresh processes at 1 and 2 cores (bench_gzip.py)",
+        "layers": "anatomical + oblique 2 mm stat layer (nilazyview vs nilearn view_img)",
     }
     counts = [sum(1 for r in rows if r["group"] == g and r["s"]) for g in groups]
     fig, axes = plt.subplots(
@@ -647,9 +691,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.path.join(RESULTS, "data"), help="dataset folder")
     ap.add_argument("--quick", action="store_true", help="smaller files, fewer repetitions")
-    ap.add_argument(
-        "--only", nargs="*", choices=["v512", "f4d", "s1g", "gz", "gzcores"], help="groups"
-    )
+    ap.add_argument("--only", nargs="*", choices=GROUPS, help="groups")
     ap.add_argument("--reps", type=int, default=15, help="minimum warm repetitions")
     ap.add_argument("--budget", type=float, default=6.0, help="seconds per warm case")
     ap.add_argument("--cold-reps", type=int, default=7, help="cold samples per reader")
@@ -663,11 +705,9 @@ def main(argv=None) -> int:
     if args.quick:
         args.reps, args.budget, args.cold_reps, args.fresh_reps = 5, 2.0, 3, 2
     os.makedirs(RESULTS, exist_ok=True)
-    groups = args.only or ["v512", "f4d", "s1g", "gz", "gzcores"]
-    if groups == ["gzcores"]:  # bench_gzip writes its own files
-        data = {"n": 0, "t": 0, "big": (0, 0, 0)}
-    else:
-        data = make_data(args.data, args.quick)
+    groups = args.only or GROUPS
+    reads = [g for g in groups if g not in ("layers", "gzcores")]  # these write their own files
+    data = make_data(args.data, args.quick) if reads else {"n": 0, "t": 0, "big": (0, 0, 0)}
     n, t, big = data["n"], data["t"], data["big"]
     rows: list = []
     t0 = time.perf_counter()
@@ -709,9 +749,10 @@ def main(argv=None) -> int:
     if "gz" in groups:
         run_gz(rows, data, args)
     more_checks = run_gzcores(rows, args) if "gzcores" in groups else []
+    layers = run_layers(rows, args) if "layers" in groups else None
     print(f"\nsuite took {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(table(rows))
-    checks = targets(rows) + more_checks
+    checks = targets(rows) + more_checks + layer_targets(layers)
     print("\ntargets:")
     for name, ok, detail in checks:
         print(f"  {'ok    ' if ok else 'MISSED'} {name}: {detail}")
@@ -725,7 +766,7 @@ def main(argv=None) -> int:
         "drop": "drop_caches" if args.drop_caches else "posix_fadvise DONTNEED",
     }
     with open(args.json, "w") as f:
-        json.dump({"info": info, "rows": rows, "targets": checks}, f, indent=1)
+        json.dump({"info": info, "rows": rows, "targets": checks, "layers": layers}, f, indent=1)
     plot(rows, args.png)
     print(f"\nwrote {args.json} and {args.png}")
     if args.docs:

@@ -70,6 +70,29 @@ class Blob:
     soft: float = 0.25  # soft edge, as a fraction of the normalised radius
 
 
+# The phantom's named structures, with their FreeSurfer aseg labels (left, right):
+# painted in this order into the anatomy, and into the label map (make_labels).
+ANATOMY: tuple[tuple[Blob, tuple[int, int]], ...] = (
+    (Blob((0.0, -58.0, -62.0), (46.0, 26.0, 22.0), GM * 1.1, 0.12), (8, 47)),  # cerebellum
+    (Blob((0.0, -22.0, -55.0), (11.0, 12.0, 36.0), WM * 0.92, 0.3), (16, 16)),  # brainstem
+    (Blob((-26.0, 8.0, 6.0), (6.0, 15.0, 10.0), DEEP, 0.4), (12, 51)),  # putamen L
+    (Blob((26.0, 8.0, 6.0), (6.0, 15.0, 10.0), DEEP, 0.4), (12, 51)),  # putamen R
+    (Blob((-10.0, -14.0, 8.0), (8.0, 13.0, 9.0), DEEP * 0.97, 0.4), (10, 49)),  # thalamus L
+    (Blob((10.0, -14.0, 8.0), (8.0, 13.0, 9.0), DEEP * 0.97, 0.4), (10, 49)),  # thalamus R
+    (Blob((-9.0, 4.0, 20.0), (5.0, 28.0, 8.0), CSF, 0.3), (4, 43)),  # lateral ventricle L
+    (Blob((9.0, 4.0, 20.0), (5.0, 28.0, 8.0), CSF, 0.3), (4, 43)),  # lateral ventricle R
+    (Blob((-13.0, -26.0, 10.0), (4.0, 8.0, 10.0), CSF, 0.3), (4, 43)),  # posterior horns
+    (Blob((13.0, -26.0, 10.0), (4.0, 8.0, 10.0), CSF, 0.3), (4, 43)),
+    (Blob((0.0, -6.0, 6.0), (1.6, 12.0, 7.0), CSF, 0.3), (14, 14)),  # third ventricle
+    (Blob((-31.0, 66.0, -40.0), (17.0, 22.0, 16.0), FAT, 0.3), (0, 0)),  # orbits
+    (Blob((31.0, 66.0, -40.0), (17.0, 22.0, 16.0), FAT, 0.3), (0, 0)),
+    (Blob((-31.0, 72.0, -40.0), (12.0, 12.0, 12.0), 90.0, 0.15), (0, 0)),  # eyes
+    (Blob((31.0, 72.0, -40.0), (12.0, 12.0, 12.0), 90.0, 0.15), (0, 0)),
+    (Blob((-31.0, 82.0, -40.0), (5.0, 2.0, 5.0), 700.0, 0.3), (0, 0)),  # lenses
+    (Blob((31.0, 82.0, -40.0), (5.0, 2.0, 5.0), 700.0, 0.3), (0, 0)),
+)
+
+
 class Phantom:
     """A head phantom sampled on a grid: ``slice(k, t)`` gives one axial slice.
 
@@ -139,25 +162,7 @@ class Phantom:
 
     @staticmethod
     def _blobs(rng: np.random.Generator) -> list[Blob]:
-        blobs = [
-            Blob((0.0, -58.0, -62.0), (46.0, 26.0, 22.0), GM * 1.1, 0.12),  # cerebellum
-            Blob((0.0, -22.0, -55.0), (11.0, 12.0, 36.0), WM * 0.92, 0.3),  # brainstem
-            Blob((-26.0, 8.0, 6.0), (6.0, 15.0, 10.0), DEEP, 0.4),  # putamen L
-            Blob((26.0, 8.0, 6.0), (6.0, 15.0, 10.0), DEEP, 0.4),  # putamen R
-            Blob((-10.0, -14.0, 8.0), (8.0, 13.0, 9.0), DEEP * 0.97, 0.4),  # thalamus L
-            Blob((10.0, -14.0, 8.0), (8.0, 13.0, 9.0), DEEP * 0.97, 0.4),  # thalamus R
-            Blob((-9.0, 4.0, 20.0), (5.0, 28.0, 8.0), CSF, 0.3),  # lateral ventricle L
-            Blob((9.0, 4.0, 20.0), (5.0, 28.0, 8.0), CSF, 0.3),  # lateral ventricle R
-            Blob((-13.0, -26.0, 10.0), (4.0, 8.0, 10.0), CSF, 0.3),  # posterior horns
-            Blob((13.0, -26.0, 10.0), (4.0, 8.0, 10.0), CSF, 0.3),
-            Blob((0.0, -6.0, 6.0), (1.6, 12.0, 7.0), CSF, 0.3),  # third ventricle
-            Blob((-31.0, 66.0, -40.0), (17.0, 22.0, 16.0), FAT, 0.3),  # orbits
-            Blob((31.0, 66.0, -40.0), (17.0, 22.0, 16.0), FAT, 0.3),
-            Blob((-31.0, 72.0, -40.0), (12.0, 12.0, 12.0), 90.0, 0.15),  # eyes
-            Blob((31.0, 72.0, -40.0), (12.0, 12.0, 12.0), 90.0, 0.15),
-            Blob((-31.0, 82.0, -40.0), (5.0, 2.0, 5.0), 700.0, 0.3),  # lenses
-            Blob((31.0, 82.0, -40.0), (5.0, 2.0, 5.0), 700.0, 0.3),
-        ]
+        blobs = [blob for blob, _ in ANATOMY]
         for _ in range(7):  # white-matter lesions, dark and bright
             c = (rng.uniform(-40, 40), rng.uniform(-45, 45), rng.uniform(15, 50))
             rad = rng.uniform(2.5, 7.0)
@@ -303,6 +308,115 @@ def make_4d(outdir, force: bool = False) -> Path:
         planes = (ph.slice(k, t=float(t)) for t in range(shape[3]) for k in range(shape[2]))
         _write(path, shape, ph.affine, planes, tr=2.0)
     return path
+
+
+# --- layers: a stat map on another (oblique) grid, a label map in another orientation ------
+STAT_NAME = "stat_mni2mm.nii"
+LABELS_NAME = "aseg_like.nii"
+STAT_SHAPE = (91, 109, 91)
+MNI_2MM = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
+# (centre mm, sigma mm, peak): activations, positive and negative
+STAT_BLOBS = (
+    ((-34.0, -22.0, 44.0), 8.0, 8.0),
+    ((36.0, -24.0, 42.0), 7.0, 6.5),
+    ((2.0, -82.0, 6.0), 10.0, 9.0),
+    ((-30.0, 18.0, -8.0), 9.0, -6.0),
+    ((26.0, 32.0, 22.0), 7.0, -5.0),
+    ((0.0, -12.0, 34.0), 12.0, 4.5),
+)
+LABELS_SHAPE = (128, 128, 128)
+# 1.5 mm voxels in LIA order (FreeSurfer's "conformed" orientation), centred
+LIA_1P5MM = np.array([[-1.5, 0, 0, 96], [0, 0, 1.5, -96], [0, -1.5, 0, 96], [0, 0, 0, 1]])
+
+
+def _rotation(deg_z: float, deg_x: float) -> np.ndarray:
+    a, b = math.radians(deg_z), math.radians(deg_x)
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    out = np.eye(4)
+    out[:3, :3] = rz @ rx
+    return out
+
+
+def stat_affine() -> np.ndarray:
+    """The MNI 2 mm grid rotated (15 degrees about z, 10 about x) and shifted (6, -4, 10) mm."""
+    shift = np.eye(4)
+    shift[:3, 3] = (6.0, -4.0, 10.0)
+    return shift @ _rotation(15.0, 10.0) @ MNI_2MM
+
+
+def _world(affine: np.ndarray, shape) -> np.ndarray:
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    return affine[:3, :3] @ ijk + affine[:3, 3:]
+
+
+def stat_values(affine: np.ndarray, shape=STAT_SHAPE) -> np.ndarray:
+    """Smooth blobs (in world mm) inside an ellipsoidal brain mask; float32, zero outside."""
+    xyz = _world(affine, shape)
+    out = np.zeros(xyz.shape[1])
+    for centre, sigma, peak in STAT_BLOBS:
+        d2 = np.sum((xyz - np.array(centre)[:, None]) ** 2, axis=0)
+        out += peak * np.exp(-d2 / (2 * sigma**2))
+    x, y, z = xyz
+    out += 0.8 * np.sin(x / 9.0) * np.cos(y / 11.0) * np.sin(z / 7.0 + 1.0)  # smooth "noise"
+    brain = (x / 70) ** 2 + ((y + 18) / 92) ** 2 + ((z - 12) / 78) ** 2 <= 1
+    return (out * brain).reshape(shape).astype(np.float32)
+
+
+def _q(xyz, centre, radii) -> np.ndarray:
+    """Squared normalised distance of the points ``xyz`` from an ellipsoid's centre."""
+    return sum(((c - o) / h) ** 2 for c, o, h in zip(xyz, centre, radii, strict=True))
+
+
+def label_values(affine: np.ndarray, shape=LABELS_SHAPE) -> np.ndarray:
+    """FreeSurfer aseg labels of the phantom's structures (coarse: the folds are ignored)."""
+    x, y, z = _world(affine, shape)
+    r = np.sqrt(_q((x, y, z), HEAD_CENTRE, HEAD_RADII))
+    right = x > 0
+    out = np.zeros(x.shape, np.int16)
+    out[r < 0.862] = 3  # cerebral cortex (left: 3, right: 42)
+    out[r < 0.795] = 2  # cerebral white matter (left: 2, right: 41)
+    out[right & (out == 3)] = 42
+    out[right & (out == 2)] = 41
+    for blob, (left_label, right_label) in ANATOMY:
+        inside = _q((x, y, z), blob.centre, blob.radii) <= 1
+        if left_label or right_label:
+            out[inside & ~right] = left_label
+            out[inside & right] = right_label
+    return out.reshape(shape)
+
+
+def _save_layer(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    import nilazyview as nlv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.nii")
+    nlv.save(nlv.Image(data, affine), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def make_stat(outdir, force: bool = False) -> Path:
+    """An MNI-like 2 mm float32 stat map on an oblique grid (3.6 MB)."""
+    path = Path(outdir) / STAT_NAME
+    if force or not path.is_file():
+        aff = stat_affine()
+        _save_layer(path, stat_values(aff), aff)
+    return path
+
+
+def make_labels(outdir, force: bool = False) -> Path:
+    """An aseg-like int16 label map, 1.5 mm voxels in LIA orientation (4 MiB)."""
+    path = Path(outdir) / LABELS_NAME
+    if force or not path.is_file():
+        _save_layer(path, label_values(LIA_1P5MM), LIA_1P5MM)
+    return path
+
+
+def ensure_layer_samples(outdir=None, force: bool = False) -> dict:
+    """Make (or reuse) the layer samples; returns ``{"stat": Path, "labels": Path}``."""
+    outdir = Path(outdir or os.environ.get("NLV_DATA_DIR") or "notebooks/data")
+    return {"stat": make_stat(outdir, force), "labels": make_labels(outdir, force)}
 
 
 def sample_gib() -> float:

@@ -24,6 +24,7 @@ EXPECTED = {
     "huge_volume.ipynb": "still a proxy: True",
     "proxy_vs_array.ipynb": "the copy has the change: True",
     "visual_qa.ipynb": "identical",
+    "layers.ipynb": "layers stayed proxies: True",
 }
 
 
@@ -140,6 +141,35 @@ def test_make_sample_matches_nibabel_and_resizes(tmp_path, monkeypatch):
     # a file of the wrong size is rewritten, atomically
     make_sample.make_huge(tmp_path, gib=0.002)
     assert path.stat().st_size == make_sample.expected_size(make_sample.huge_shape(0.002))
+
+
+def test_make_sample_layers(tmp_path):
+    """The layer samples: what nibabel reads back, on the grids they claim, with the values."""
+    nib = pytest.importorskip("nibabel")
+    import nilazyview as nlv
+
+    paths = make_sample.ensure_layer_samples(tmp_path)
+    stamps = {k: p.stat().st_mtime_ns for k, p in paths.items()}
+    assert make_sample.ensure_layer_samples(tmp_path) == paths  # reused, not rewritten
+    assert {k: p.stat().st_mtime_ns for k, p in paths.items()} == stamps
+
+    stat = nib.load(paths["stat"])
+    assert stat.shape == (91, 109, 91) and stat.get_data_dtype() == np.float32
+    rot = stat.affine[:3, :3] / 2.0  # 2 mm voxels, rotated: not along the world axes
+    np.testing.assert_allclose(np.linalg.norm(stat.affine[:3, :3], axis=0), 2.0)
+    assert np.abs(rot).max(axis=0).min() < np.cos(np.radians(10))
+    data = np.asarray(stat.dataobj)
+    np.testing.assert_array_equal(data, nlv.load(paths["stat"]).get_data())
+    assert data.max() > 6 and data.min() < -4 and (data == 0).mean() > 0.3  # +/- blobs, a mask
+    ijk = np.linalg.inv(stat.affine) @ [-34.0, -22.0, 44.0, 1.0]  # the first blob's centre
+    assert data[tuple(np.round(ijk[:3]).astype(int))] > 6
+
+    labels = nib.load(paths["labels"])
+    assert nib.aff2axcodes(labels.affine) == ("L", "I", "A")  # FreeSurfer's conformed order
+    values = set(np.unique(np.asarray(labels.dataobj)).tolist())
+    assert values == {0, 2, 3, 4, 8, 10, 12, 14, 16, 41, 42, 43, 47, 49, 51}
+    ijk = np.linalg.inv(labels.affine) @ [-10.0, -14.0, 8.0, 1.0]  # left thalamus
+    assert np.asarray(labels.dataobj)[tuple(np.round(ijk[:3]).astype(int))] == 10
 
 
 def test_make_sample_cli(tmp_path):
