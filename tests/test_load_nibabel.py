@@ -125,7 +125,7 @@ def test_gzip_paths(corpus, use_indexed_gzip, monkeypatch):
     from conftest import CASES
 
     if not use_indexed_gzip:
-        monkeypatch.setattr(gzfile, "_have_indexed_gzip", lambda: False)
+        monkeypatch.setattr(gzfile, "_have_rapidgzip", lambda: False)
     cases = [c for c in CASES if c.fmt in ("n1-niigz", "n1-pairgz") and c.dtype == "int16"]
     for case in cases:
         cf = corpus.get(case)

@@ -60,7 +60,7 @@ from .urls import is_url
 log = logging.getLogger("nilazyview.gzindex")
 
 #: Uncompressed bytes between seek points (see the module docstring for the measurement).
-SPACING = 2 * 2**20
+SPACING = 4 * 2**20
 #: Compressed bytes read per refill of the inflater.
 READBUF_SIZE = 256 * 2**10
 #: History kept per seek point (deflate's window; indexed_gzip's minimum).
@@ -74,7 +74,8 @@ PROGRESS_STEP = 64 * 2**20
 #: Bytes of the compressed file digested into its identity.
 HEAD_BYTES = 64 * 2**10
 
-_MAGIC = b"NLVGZIX1"
+_MAGIC = b"NLVGZIX2"  # 1: indexes built by indexed_gzip (other spacing)
+_OLD_MAGICS = (b"NLVGZIX1",)
 _META_BYTES = 64 * 2**10  # the identity record leads the file
 _SUFFIX = ".gzidx"
 
@@ -214,11 +215,12 @@ def _drop(path: Path) -> None:
         pass
 
 
-def load_index(igz, key: IndexKey) -> bool:
-    """Import the cached index of ``key`` into ``igz`` (an ``_IndexedGzipFile``).
+def load_index(rg, key: IndexKey) -> bool:
+    """Import the cached index of ``key`` into ``rg`` (a ``RapidgzipFile`` not read yet).
 
-    Returns True when imported. A stale (identity differs) or corrupt (bad magic,
-    CRC or import) index file is deleted and False returned; the caller rebuilds.
+    Returns True when imported. A stale (identity differs, or an index of the
+    earlier ``indexed_gzip`` backend) or corrupt (bad magic, CRC or import)
+    index file is deleted and False returned; the caller rebuilds.
     """
     if max_cache_bytes() <= 0:
         return False
@@ -234,6 +236,11 @@ def load_index(igz, key: IndexKey) -> bool:
         log.warning("unusable gzip index %s (%s); dropped", path, exc)
         _drop(path)
         return False
+    if blob[:8] in _OLD_MAGICS:  # written by an earlier version: replaced, no warning
+        stats["stale"] += 1
+        log.info("gzip index %s for %s is of an earlier format; rebuilding", path, key.path)
+        _drop(path)
+        return False
     try:
         if blob[:8] != _MAGIC:
             raise ValueError("bad magic")
@@ -247,14 +254,14 @@ def load_index(igz, key: IndexKey) -> bool:
             return False
         if len(payload) != meta["payload_bytes"] or zlib.crc32(payload) != meta["payload_crc32"]:
             raise ValueError("index CRC mismatch")
-        igz.import_index(fileobj=io.BytesIO(payload))
+        rg.import_index(io.BytesIO(payload))
     except Exception as exc:  # anything wrong with the file: never trust it
         stats["corrupt"] += 1
         log.warning("corrupt gzip index %s for %s (%s); rebuilding", path, key.path, exc)
         _drop(path)
-        return False
+        raise RefusedIndex(str(exc)) from exc
     stats["imports"] += 1
-    log.debug("imported gzip index %s (%d points) for %s", path, igz.npoints, key.path)
+    log.debug("imported gzip index %s (%d points) for %s", path, meta["npoints"], key.path)
     try:
         os.utime(path)  # least-recently-used order is by mtime
     except OSError:
@@ -262,8 +269,15 @@ def load_index(igz, key: IndexKey) -> bool:
     return True
 
 
-def save_index(igz, key: IndexKey) -> bool:
-    """Export the index of ``igz`` for ``key`` into the cache (atomic), then bound the cache.
+class RefusedIndex(Exception):
+    """A cached index failed its checks or its import (the file was dropped)."""
+
+
+def save_index(rg, key: IndexKey) -> bool:
+    """Export the index of ``rg`` (a ``RapidgzipFile``) for ``key`` into the cache, atomically.
+
+    Exporting completes the index (``rapidgzip`` decompresses the rest); the
+    cache is then bounded.
 
     Returns True when written. A folder that cannot be written warns once and
     turns persisting off for this process.
@@ -272,11 +286,11 @@ def save_index(igz, key: IndexKey) -> bool:
         return False
     folder = cache_dir()
     buf = io.BytesIO()
-    igz.export_index(fileobj=buf)
+    rg.export_index(buf)  # indexed_gzip's format (rapidgzip's default)
     payload = buf.getvalue()
     meta = {
         "key": asdict(key),
-        "npoints": int(igz.npoints),
+        "npoints": len(rg.block_offsets()),
         "payload_bytes": len(payload),
         "payload_crc32": zlib.crc32(payload),
     }
@@ -383,6 +397,7 @@ def has_index(key: IndexKey) -> bool:
 
 __all__ = [
     "IndexKey",
+    "RefusedIndex",
     "cache_dir",
     "cached_bytes",
     "enforce_limit",
