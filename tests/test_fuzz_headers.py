@@ -442,7 +442,7 @@ def test_random_bytes(scratch, prefix, body, name):
 def test_gzip_stream_corruption(scratch, base, data, indexed):
     """A valid .nii.gz / .hdr.gz with its compressed bytes flipped or cut.
 
-    Read with indexed_gzip, and with the plain ``gzip`` fallback (without the extra).
+    Read with rapidgzip, and with the plain ``gzip`` fallback (without the extra).
     """
     comp = bytearray(gzip.compress(base.header + base.image if base.single else base.header))
     if data.draw(st.booleans(), label="flip"):
@@ -527,7 +527,7 @@ NEGATIVE_READINTO_GZ = base64.b64decode(
 )
 
 
-@pytest.mark.parametrize("indexed", [True, False], ids=["indexed_gzip", "gzip"])
+@pytest.mark.parametrize("indexed", [True, False], ids=["rapidgzip", "gzip"])
 def test_regression_negative_readinto(scratch, indexed):
     path = scratch.write("neg.nii.gz", NEGATIVE_READINTO_GZ)
     with mock.patch.object(gzfile, "_have_rapidgzip", lambda: indexed):
