@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
 from ..errors import ImageFileError
-from . import gzindex, gzstream, gzwhole
+from . import gzforward, gzindex, gzstream, gzwhole
 from .base import ByteSource
 from .checked import CheckedFile
 
@@ -124,7 +124,7 @@ class GzipSource(ByteSource):
             need = plan.nbytes + plan.n_runs * (self._chunk_bytes(end) // 2)
             if end and need >= self.WHOLE_FRACTION * end:
                 if gzwhole.plan_bytes(plan) >= self.FORWARD_FRACTION * end:
-                    return plan, gzwhole.ForwardStream(self.path, end, self._checked())
+                    return plan, gzforward.forward_stream(self.path, end, self._checked())
                 whole = self._materialize(end)
         if whole is None:
             return plan, self

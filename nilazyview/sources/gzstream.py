@@ -123,6 +123,7 @@ class _Recorder(io.RawIOBase):
 
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+_SCRATCH_BYTES = 4 * 2**20
 
 
 def _close_rg(rg) -> None:
@@ -155,6 +156,10 @@ class RapidStream:
         self._offset = 0
         self._closed = False
         _LIVE.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def error(self) -> BaseException | None:
@@ -219,16 +224,24 @@ class RapidStream:
         return self._offset
 
     def _seek_with_progress(self, rg, offset: int) -> None:
-        """Decompress up to ``offset`` in steps, with a progress bar if it takes over 1 s."""
-        start = self._reached
-        step = gzindex.PROGRESS_STEP
+        """Decompress up to ``offset`` with a progress bar (shown if it takes over 1 s).
+
+        Reads through (into a scratch buffer) rather than seeking in steps: a
+        deep read of a 207 MiB stream on 2 cores took 0.59 s so, 0.62 s seeking
+        in 64 MiB steps, 0.55 s with no progress at all.
+        """
+        start = rg.tell()
         name = os.path.basename(self.path)
+        scratch = bytearray(_SCRATCH_BYTES)
         with progress.bar(offset - start, f"indexing {name}") as shown:
-            for pos in range(start + step, offset, step):
-                rg.seek(pos - 1)
-                rg.read(1)
+            pos = start
+            while pos < offset:
+                n = rg.readinto(memoryview(scratch)[: min(_SCRATCH_BYTES, offset - pos)])
+                if not n:
+                    break
+                pos += n
                 self._reached = pos
-                shown.update(step)
+                shown.update(n)
 
     def readinto(self, buf) -> int:
         with self._lock:

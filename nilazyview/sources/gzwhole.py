@@ -415,6 +415,8 @@ class ForwardStream(ByteSource):
     """
 
     heuristic = PLAIN_FILE
+    #: Serves one plan: closed after it.
+    transient = True
 
     def __init__(self, path: str, end: int, file: CheckedFile | None = None):
         super().__init__(path, None)
