@@ -4,7 +4,7 @@ Each input is one image file (or a header/image pair) in one of eight containers
 plain ``.nii``, ``.nii`` compressed by the harness, raw bytes named ``.nii.gz`` (to
 fuzz the gzip stream itself), a ``.hdr``/``.img`` pair, a gzipped pair, an
 Analyze-style pair with a gzipped image, ``.mgh`` and ``.mgz``; gzip is read with
-indexed_gzip or (high bit of the first byte) the plain ``gzip`` fallback. The payload is
+rapidgzip or (high bit of the first byte) the plain ``gzip`` fallback. The payload is
 mutated by libFuzzer, guided by coverage of ``nilazyview``. Seeds (NIfTI-1/2,
 Analyze, MGH; both byte orders; scaled; with extensions) are written by
 :func:`write_seeds`.
@@ -53,7 +53,7 @@ with atheris.instrument_imports(include=["nilazyview"]):
     from nilazyview.fs.leftovers import process_gone
     from nilazyview.sources import gzfile
 
-_INDEXED_GZIP = gzfile._have_indexed_gzip
+_INDEXED_GZIP = gzfile._have_rapidgzip
 
 MODES = ("nii", "nii-gz", "nii-gzraw", "pair", "pair-gz", "pair-imggz", "mgh", "mgz")
 #: get_data only when the declared data are at most this big.
@@ -210,7 +210,7 @@ def TestOneInput(data: bytes) -> None:
     mode = MODES[data[0] % len(MODES)]
     sel = data[1]
     # the high bit of the mode byte reads gzip with the plain ``gzip`` fallback
-    gzfile._have_indexed_gzip = (lambda: False) if data[0] & 0x80 else _INDEXED_GZIP
+    gzfile._have_rapidgzip = (lambda: False) if data[0] & 0x80 else _INDEXED_GZIP
     split = struct.unpack("<H", data[2:4])[0]
     check(mode, sel, split, data[4:])
 

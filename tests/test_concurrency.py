@@ -172,7 +172,7 @@ def test_threads_first_read_races_the_open(image_file):
 
 def test_threads_with_persisted_gzip_index(tmp_path, monkeypatch):
     """gzip with an index imported from the cache: threads agree with serial and numpy."""
-    pytest.importorskip("indexed_gzip")
+    pytest.importorskip("rapidgzip")
     from nilazyview.sources import gzindex
 
     monkeypatch.setenv("NILAZYVIEW_CACHE_DIR", str(tmp_path / "cache"))

@@ -8,7 +8,7 @@ import textwrap
 
 HIDDEN = [
     "scipy", "dask", "distributed", "ipywidgets", "matplotlib", "nibabel", "indexed_gzip",
-    "isal", "h5py", "tqdm", "ipyevents", "PIL", "fsspec", "aiohttp", "s3fs",
+    "isal", "rapidgzip", "h5py", "tqdm", "ipyevents", "PIL", "fsspec", "aiohttp", "s3fs",
 ]  # fmt: skip
 
 SCRIPT = textwrap.dedent(

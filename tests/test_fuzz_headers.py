@@ -442,7 +442,7 @@ def test_random_bytes(scratch, prefix, body, name):
 def test_gzip_stream_corruption(scratch, base, data, indexed):
     """A valid .nii.gz / .hdr.gz with its compressed bytes flipped or cut.
 
-    Read with indexed_gzip, and with the plain ``gzip`` fallback (without the extra).
+    Read with rapidgzip, and with the plain ``gzip`` fallback (without the extra).
     """
     comp = bytearray(gzip.compress(base.header + base.image if base.single else base.header))
     if data.draw(st.booleans(), label="flip"):
@@ -460,7 +460,7 @@ def test_gzip_stream_corruption(scratch, base, data, indexed):
         files.append(os.path.join(sub, "g.img.gz"))
         with open(files[1], "wb") as f:
             f.write(gzip.compress(base.image))
-    with mock.patch.object(gzfile, "_have_indexed_gzip", lambda: indexed):
+    with mock.patch.object(gzfile, "_have_rapidgzip", lambda: indexed):
         check_contract(path, files)
 
 
@@ -527,10 +527,10 @@ NEGATIVE_READINTO_GZ = base64.b64decode(
 )
 
 
-@pytest.mark.parametrize("indexed", [True, False], ids=["indexed_gzip", "gzip"])
+@pytest.mark.parametrize("indexed", [True, False], ids=["rapidgzip", "gzip"])
 def test_regression_negative_readinto(scratch, indexed):
     path = scratch.write("neg.nii.gz", NEGATIVE_READINTO_GZ)
-    with mock.patch.object(gzfile, "_have_indexed_gzip", lambda: indexed):
+    with mock.patch.object(gzfile, "_have_rapidgzip", lambda: indexed):
         out = check_contract(path, [path])
     assert not out.loaded and out.error
 

@@ -21,7 +21,7 @@ import pytest
 import nilazyview as nlv
 from nilazyview.sources import gzindex
 
-pytest.importorskip("indexed_gzip")
+pytest.importorskip("rapidgzip")
 
 SPACING = 64 * 1024
 SHAPE = (64, 64, 96)  # 1.5 MiB of float32: ~24 seek points

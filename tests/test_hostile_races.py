@@ -217,7 +217,7 @@ def test_gzip_cut_during_indexed_reads_never_spins(tmp_path, how):
     its budget is 0 and spilling is off), while the file is cut to a fraction
     of its size (or rewritten from scratch) several times.
     """
-    pytest.importorskip("indexed_gzip")
+    pytest.importorskip("rapidgzip")
     rng = np.random.default_rng(1)
     data = rng.integers(0, 4000, size=(64, 64, 64, 40), dtype=np.int16)
     path = str(tmp_path / "cut.nii.gz")

@@ -119,13 +119,13 @@ def test_nibabel_shipped_analyze_header_pair(tmp_path):
     assert "analyze.img" in str(exc.value)
 
 
-@pytest.mark.parametrize("use_indexed_gzip", [True, False], ids=["indexed_gzip", "gzip"])
-def test_gzip_paths(corpus, use_indexed_gzip, monkeypatch):
-    """Both gzip back ends (indexed_gzip and the stdlib fallback) read correctly."""
+@pytest.mark.parametrize("use_rapidgzip", [True, False], ids=["rapidgzip", "gzip"])
+def test_gzip_paths(corpus, use_rapidgzip, monkeypatch):
+    """Both gzip back ends (rapidgzip and the stdlib fallback) read correctly."""
     from conftest import CASES
 
-    if not use_indexed_gzip:
-        monkeypatch.setattr(gzfile, "_have_indexed_gzip", lambda: False)
+    if not use_rapidgzip:
+        monkeypatch.setattr(gzfile, "_have_rapidgzip", lambda: False)
     cases = [c for c in CASES if c.fmt in ("n1-niigz", "n1-pairgz") and c.dtype == "int16"]
     for case in cases:
         cf = corpus.get(case)

@@ -82,7 +82,7 @@ MISSING = textwrap.dedent(
     import numpy as np
     import nilazyview as nlv
     out = {}
-    for extra in ("ipywidgets", "dask", "nibabel", "tqdm", "indexed_gzip", "scipy", "h5py"):
+    for extra in ("ipywidgets", "dask", "nibabel", "tqdm", "rapidgzip", "scipy", "h5py"):
         try:
             __import__(extra)
             out[extra] = "importable"
@@ -101,7 +101,7 @@ MISSING = textwrap.dedent(
             out[name] = "no error"
         except nlv.MissingExtraError as exc:
             out[name] = str(exc)
-    path = nlv.save(img, sys.argv[1])  # gzip without tqdm or indexed_gzip: no progress bar
+    path = nlv.save(img, sys.argv[1])  # gzip without tqdm or rapidgzip: no progress bar
     out["saved"] = nlv.load(path).slicecopy[1, 2, 3].tolist()
     print(json.dumps(out))
     """
@@ -118,7 +118,7 @@ def test_bare_install_names_the_missing_extras(bare_venv, tmp_path):
     res = _run([str(py), str(script), str(tmp_path / "out.nii.gz")], cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    for dep in ("ipywidgets", "dask", "nibabel", "tqdm", "indexed_gzip", "scipy", "h5py"):
+    for dep in ("ipywidgets", "dask", "nibabel", "tqdm", "rapidgzip", "scipy", "h5py"):
         assert dep not in out, f"{dep} should not be installed in the bare venv"
     assert out["view"].endswith('pip install "nilazyview[viewer]"'), out["view"]
     assert "ipywidgets" in out["view"]

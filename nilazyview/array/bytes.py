@@ -113,7 +113,11 @@ class ArrayProxy(ArrayLike):
                     source.check_read()  # a write during the copy moved the mtime
                     return out
         plan, run_on = source.prepare(self.plan(index))
-        out = execute(plan, run_on, self.scaling, raw=raw)
+        try:
+            out = execute(plan, run_on, self.scaling, raw=raw)
+        finally:
+            if getattr(run_on, "transient", False):  # serves this plan only (a gzip pass)
+                run_on.close()
         source.check_read()
         return out
 

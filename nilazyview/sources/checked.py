@@ -5,8 +5,9 @@ after nilazyview's identity check, so a ``.nii.gz`` replaced by rename during
 reads returned the other file's voxels under the old header (about 10 of 2,000
 racing reads on main); and a stream truncated during a read made its
 ``readinto`` spin at 100% CPU forever, holding the source lock. Both read
-through this object instead (``indexed_gzip`` takes ``fileobj=``; the
-whole-stream pass and the background index build read its descriptor):
+through this object instead (so does ``rapidgzip``, which replaced it: a file
+object costs it nothing, 0.52 s for a 207 MiB stream on 2 cores against 0.72 s
+by path; the whole-stream pass reads the same descriptor):
 
 * the descriptor is opened ``O_RDONLY | O_NONBLOCK`` (a FIFO in the file's
   place never blocks the open) and checked with ``fstat``: a regular file, the

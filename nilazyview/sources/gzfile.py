@@ -1,8 +1,9 @@
-"""gzip streams with random access: ``indexed_gzip`` (persisted index) or ``gzip``."""
+"""gzip streams with random access: ``rapidgzip`` (parallel, persisted index) or ``gzip``."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import zlib
 
@@ -10,23 +11,25 @@ import numpy as np
 
 from ..core.plan import GZIP_STREAM, ReadHeuristic, ReadPlan, plan_read
 from ..errors import ImageFileError
-from . import gzbuild, gzindex, gzstream, gzwhole
+from . import gzforward, gzindex, gzstream, gzwhole
 from .base import ByteSource
 from .checked import CheckedFile
 
 
-def _have_indexed_gzip() -> bool:
-    try:
-        import indexed_gzip  # noqa: F401  (the optional 'gz' extra)
-    except ImportError:
-        return False
-    return True
+def _have_rapidgzip() -> bool:
+    return gzstream.available()
+
+
+#: Compressed bytes inflated with ``zlib`` for header reads, and the most kept of the result.
+HEAD_COMPRESSED = 64 * 2**10
+HEAD_PLAIN = 2**20
 
 
 class GzipSource(ByteSource):
-    """A gzip stream with random access: ``indexed_gzip`` if installed, else ``gzip``.
+    """A gzip stream with random access: ``rapidgzip`` if installed, else ``gzip``.
 
-    With ``indexed_gzip`` the seek-point index is persisted per user
+    With ``rapidgzip`` (the ``gz`` extra) reads decompress on every core and the
+    seek-point index is persisted per user
     (:mod:`nilazyview.sources.gzindex`). Plans that need most of the stream are served
     by one whole-stream decompression (:mod:`nilazyview.sources.gzwhole`), kept in
     memory or a spill file, after which this source reads like a plain file.
@@ -46,6 +49,7 @@ class GzipSource(ByteSource):
         self._whole: ByteSource | None = None
         self._whole_lock = threading.Lock()
         self._file: CheckedFile | None = None
+        self._plain_head: bytes | None = None
 
     @property
     def heuristic(self) -> ReadHeuristic:  # type: ignore[override]
@@ -66,8 +70,8 @@ class GzipSource(ByteSource):
         # one descriptor, opened and checked here; every read goes through it
         file = CheckedFile.open(self.path, self.identity, self.portable)
         try:
-            if _have_indexed_gzip():
-                stream = gzstream.IndexedStream(self.path, fileobj=file)
+            if _have_rapidgzip():
+                stream = gzstream.RapidStream(self.path, file)
             else:
                 stream = gzip.GzipFile(fileobj=file, mode="rb")
         except BaseException:
@@ -89,7 +93,7 @@ class GzipSource(ByteSource):
 
     def _after_fork(self) -> None:
         # the decompressor may be mid-read in a parent thread: drop it unclosed
-        # (closing would export its index); close only the child's descriptor copy
+        # (gzstream closed its rapidgzip copy); close only the child's descriptor copy
         self._whole_lock = threading.Lock()
         self._lock = threading.Lock()
         self._handle = None
@@ -117,16 +121,28 @@ class GzipSource(ByteSource):
         whole = self._whole
         if whole is None and plan.strategy != "empty":
             end = plan.layout.offset + plan.layout.nbytes
-            need = plan.nbytes + plan.n_runs * (gzindex.spacing() // 2)
+            need = plan.nbytes + plan.n_runs * (self._chunk_bytes(end) // 2)
             if end and need >= self.WHOLE_FRACTION * end:
                 if gzwhole.plan_bytes(plan) >= self.FORWARD_FRACTION * end:
-                    return plan, gzwhole.ForwardStream(self.path, end, self._checked())
+                    return plan, gzforward.forward_stream(self.path, end, self._checked())
                 whole = self._materialize(end)
         if whole is None:
             return plan, self
         if plan.heuristic is not whole.heuristic:
             plan = plan_read(plan.layout, plan.index, whole.heuristic)
         return plan, whole
+
+    def _chunk_bytes(self, end: int) -> int:
+        """Uncompressed bytes a read from a seek point decompresses, at most.
+
+        rapidgzip's chunks are ``spacing`` *compressed* bytes: a stream compressed
+        4:1 has a seek point every 16 MiB of data at the default 4 MiB.
+        """
+        try:
+            stored = max(1, self.stored_size())
+        except OSError:
+            stored = end
+        return int(gzindex.spacing() * max(1.0, end / stored))
 
     def _checked(self) -> CheckedFile:
         self.handle()  # opens and checks the descriptor
@@ -140,9 +156,6 @@ class GzipSource(ByteSource):
             if self._whole is None:
                 self.check_identity()
                 file = self._checked()
-                handle = self._handle
-                if handle is None or not getattr(handle, "imported", False):
-                    gzbuild.start_index_build(self.path, end, file)
                 whole = gzwhole.materialize(self.path, end, file)
                 file.check()  # the bytes kept are the version loaded
                 self._whole = whole
@@ -156,13 +169,24 @@ class GzipSource(ByteSource):
 
     def _errors(self):
         errs: tuple[type[BaseException], ...] = (zlib.error, EOFError, gzip.BadGzipFile, OSError)
-        try:
-            import indexed_gzip  # the optional 'gz' extra
-
-            errs += (indexed_gzip.ZranError,)
-        except (ImportError, AttributeError):
-            pass
+        if isinstance(self._handle, gzstream.RapidStream):
+            errs += gzstream.RAPID_ERRORS
         return errs
+
+    def _raise_recorded(self, exc: BaseException, end: int) -> None:
+        """Raise what is wrong when ``rapidgzip`` refused the stream reading up to ``end``.
+
+        The file object's own error (stale, truncated) if it raised one; else a
+        ``zlib`` pass from the start names the damage as a core install would
+        (:class:`TruncatedDataError` for a cut stream), on damaged files only.
+        """
+        err = getattr(self._handle, "error", None)
+        if isinstance(err, ImageFileError):
+            raise err from exc
+        file = self._file
+        if isinstance(self._handle, gzstream.RapidStream) and file is not None:
+            file.check()
+            gzwhole.diagnose(self.path, end, file)
 
     def _read_locked(self, f, offset: int, out: memoryview) -> int:
         f.seek(offset)
@@ -200,22 +224,47 @@ class GzipSource(ByteSource):
                 if after is not None:
                     after()
         except self._errors() as exc:
+            if isinstance(exc, ImageFileError):
+                raise
             self.check_read()  # a changed file first: StaleFileError says so
+            self._raise_recorded(exc, int(offsets.max()) + length)
             raise ImageFileError(
                 f"{self.path}: corrupt gzip stream near uncompressed offset "
                 f"{int(offsets[0]) + pos}: {exc}"
             ) from exc
 
+    def _head(self) -> bytes:
+        """The stream's first bytes, inflated with ``zlib`` from its first compressed ones.
+
+        A header read so never starts the parallel decompressor (which would
+        read ahead several chunks for a 352-byte header).
+        """
+        if self._plain_head is None:
+            file = self._checked()
+            blob = os.pread(file.fd, HEAD_COMPRESSED, 0)
+            file.check()
+            try:
+                self._plain_head = zlib.decompressobj(31).decompress(blob, HEAD_PLAIN)
+            except zlib.error:
+                self._plain_head = b""  # the stream reader reports what is wrong
+        return self._plain_head
+
     def read_bytes(self, offset: int, n: int) -> bytes:
         if self._whole is not None and offset + n <= getattr(self._whole, "nbytes", 0):
             return self._whole.read_bytes(offset, n)
+        head = self._head()
+        if offset + n <= len(head):
+            return head[offset : offset + n]
         buf = bytearray(n)
         f = self.handle()
         try:
             with self._lock:
                 got = self._read_locked(f, offset, memoryview(buf))
         except self._errors() as exc:
+            if isinstance(exc, ImageFileError):
+                raise
             self.check_read()
+            self._raise_recorded(exc, offset + n)
             raise ImageFileError(
                 f"{self.path}: corrupt gzip stream near uncompressed offset {offset}: {exc}"
             ) from exc

@@ -1,161 +1,358 @@
-"""The seekable gzip reader over a persisted index: ``indexed_gzip`` plus :mod:`.gzindex`.
+"""The seekable, parallel gzip reader: ``rapidgzip`` (the ``gz`` extra) plus :mod:`.gzindex`.
 
-:class:`IndexedStream` looks a cached index up on its first deep read and saves
-it when it has grown; :func:`build_and_save` builds one in the background. Both
-read a file object when given one (a checked descriptor, or a remote file),
-never the path again. The measurements behind the spacing and buffers are in
-:mod:`nilazyview.sources.gzindex`.
+:class:`RapidStream` decompresses on every core this process may use
+(:func:`threads`) and records seek points while it does, so one pass both
+serves the read and leaves an index (exported in ``indexed_gzip`` format into
+the per-user cache, imported by later opens). It reads the file object it is
+given (a checked descriptor, or a remote file), never the path again.
+
+Measured on a 512^3 int16 ``.nii.gz`` (207 MiB, level 6), one full inflate:
+``isal`` 0.96 s; ``rapidgzip`` 0.92 s on 1 core, 0.51-0.72 s on 2; reading
+through a Python file object costs the same as through a path (0.52 vs 0.72 s,
+noise). Importing the index takes ~1 ms and a 1 MiB read at any depth 17 ms
+after it; a 200-point time series of a 400 MiB 4D file from the index 1.34 s
+on 1 core, 0.74 s on 2 (rapidgzip prefetches the windows in parallel).
+
+Two hazards of ``rapidgzip`` 0.16 are handled here:
+
+* an object still open at interpreter exit aborts the process ("Detected
+  Python finalization from running rapidgzip thread", rc 134): every stream is
+  registered and closed by an ``atexit`` hook, by :meth:`RapidStream.close` and
+  by its finalizer, each under the stream's lock (a read in progress ends first);
+* a forked child inherits the object but not its threads: before a fork every
+  stream's lock is taken (no read is in progress at the fork); in the child the
+  inherited objects are orphaned for good (closing or freeing one joins threads
+  that do not exist: a hang; one still referenced at exit aborts) and a
+  stream reopens on its next read.
+
+Errors raised inside a parallel read reach Python as a bare ``ValueError``; the
+file object's own error (a stale or truncated file) is recorded and raised instead.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
+import weakref
 
 from ..fs import progress
+from ..fs.settings import env_int
 from . import gzindex
 
 log = logging.getLogger("nilazyview.gzindex")
 
+#: Errors ``rapidgzip`` raises for a corrupt or truncated stream.
+RAPID_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, EOFError)
 
-def new_indexed_file(path: str, fileobj=None):
-    """A raw ``_IndexedGzipFile`` with the index's spacing and buffers (no readahead).
 
-    With ``fileobj`` (a :class:`~nilazyview.sources.checked.CheckedFile`) it reads
-    the descriptor the source opened and checked, never the path again: a file
-    renamed over it or cut short cannot reach the decompressor. Without, it
-    reopens the path for each read (``drop_handles=True``): indexed_gzip 1.10
-    leaks about 9 KB per file opened with a kept handle.
+#: Address space each rapidgzip thread reserves (VmPeak measured: 1.3 GiB with 1
+#: thread, 2.7 GiB with 2, 4.9 GiB with 4). Under a smaller ``RLIMIT_AS`` it
+#: segfaults instead of raising, so fewer threads are used, or none (``zlib``).
+THREAD_VM_BYTES = 1400 * 2**20
+
+
+def available() -> bool:
+    """True when ``rapidgzip`` (the ``gz`` extra) is installed and has room for a thread."""
+    try:
+        import rapidgzip  # noqa: F401  (the optional 'gz' extra)
+    except ImportError:
+        return False
+    return threads() >= 1
+
+
+def threads() -> int:
+    """Decompression threads: ``$NILAZYVIEW_GZ_THREADS``, else the CPUs this process may use.
+
+    Capped by the address space left under ``RLIMIT_AS`` (0: no room for one).
     """
-    from indexed_gzip.indexed_gzip import _IndexedGzipFile  # the optional 'gz' extra
-
-    # a file object (a checked descriptor, or a remote file) is read as it is, never reopened
-    where = (
-        {"fileobj": fileobj, "drop_handles": False}
-        if fileobj is not None
-        else {"filename": path, "drop_handles": True}
-    )
-    return _IndexedGzipFile(
-        **where,
-        spacing=gzindex.spacing(),
-        window_size=gzindex.WINDOW_SIZE,
-        readbuf_size=gzindex.READBUF_SIZE,
-    )
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    n = env_int("NILAZYVIEW_GZ_THREADS", cpus, minimum=1)
+    room = _address_room()
+    return n if room is None else min(n, room // THREAD_VM_BYTES)
 
 
-class IndexedStream:
-    """Seekable gzip reader: ``indexed_gzip`` with a persisted index.
+def _address_room() -> int | None:
+    """Bytes of address space this process may still map, or None when unbounded/unknown."""
+    try:
+        import resource  # the standard library's (POSIX only)
 
-    Offers ``seek``/``readinto``/``close`` like a file (a remote stream passes
-    its ``fileobj`` and ``key``, URL + validator, instead of a path). The cached index is looked
-    up on the first read past the first seek point (opening a file to parse its
-    header costs nothing extra); :meth:`after_read` saves the index when it grew.
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    return max(0, soft - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None
+
+
+class _Recorder(io.RawIOBase):
+    """A file object passed to rapidgzip that keeps the first error its reads raised."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, b) -> int:
+        try:
+            return self.f.readinto(b)
+        except BaseException as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+_SCRATCH_BYTES = 4 * 2**20
+
+
+def _close_rg(rg) -> None:
+    try:
+        rg.close()
+    except Exception as exc:  # closing never raises into the caller
+        log.debug("closing a rapidgzip reader failed: %s", exc)
+
+
+class RapidStream:
+    """Seekable gzip reader on ``rapidgzip``, its index imported from and saved to the cache.
+
+    Offers ``seek``/``readinto``/``close`` like a file. ``fileobj`` is read,
+    never the path; ``key`` (URL + validator for a remote file) names the
+    cached index, else it is read from ``fileobj.fd``. The decompressor opens on
+    the first read, importing a cached index first.
     """
 
-    def __init__(self, path: str, fileobj=None, key: gzindex.IndexKey | None = None):
+    def __init__(self, path: str, fileobj, key: gzindex.IndexKey | None = None):
         self.path = path
         self.fileobj = fileobj  # closed with the stream (closing twice is harmless)
-        self._igz = new_indexed_file(path, fileobj)
-        self._spacing = gzindex.spacing()
-        self._key: gzindex.IndexKey | None = key
-        self._looked_up = False
+        self._reader = _Recorder(fileobj)
+        self._key = key
+        self._lock = threading.RLock()
+        self._rg = None
+        self._pid = os.getpid()
         self.imported = False
-        self._saved_points = 0
-        self._reached = 0  # uncompressed bytes decompressed (or indexed) so far
+        self.saved = False
+        self._reached = 0  # uncompressed bytes decompressed so far (without an index)
+        self._offset = 0
+        self._closed = False
+        _LIVE.add(self)
 
     @property
-    def npoints(self) -> int:
-        return int(self._igz.npoints)
+    def closed(self) -> bool:
+        return self._closed
 
-    def _lookup(self) -> None:
-        self._looked_up = True
-        if gzindex.max_cache_bytes() <= 0:
-            return
-        if self._index_key() is not None and gzindex.load_index(self._igz, self._key):
-            self.imported = True
-            self._saved_points = self.npoints
+    @property
+    def error(self) -> BaseException | None:
+        """The first error the file object raised under the decompressor, if any."""
+        return self._reader.error
 
     def _index_key(self) -> gzindex.IndexKey | None:
-        """The file's index key, read once (None if the file cannot be read for it)."""
         if self._key is None:
             try:
-                self._key = gzindex.IndexKey.of(self.path, self._fd())
+                self._key = gzindex.IndexKey.of(self.path, getattr(self.fileobj, "fd", None))
             except OSError:
                 return None
         return self._key
 
-    def _fd(self) -> int | None:
-        return getattr(self.fileobj, "fd", None)
+    def _open_rg(self):
+        import rapidgzip  # the optional 'gz' extra
 
-    def seek(self, offset: int) -> int:
-        if not self._looked_up and offset >= self._spacing:
-            self._lookup()
-        if not self.imported and offset - self._reached > gzindex.PROGRESS_STEP:
-            self._seek_with_progress(offset)
-        self._reached = max(self._reached, offset)
-        return self._igz.seek(offset)
+        return rapidgzip.RapidgzipFile(
+            self._reader, parallelization=max(1, threads()), chunk_size=gzindex.spacing()
+        )
 
-    def _seek_with_progress(self, offset: int) -> None:
-        """Decompress up to ``offset`` in steps, with a progress bar if it takes over 1 s."""
-        start = self._reached
+    def _decompressor(self):
+        if self._closed:
+            raise ValueError(f"{self.path}: the gzip reader was closed")
+        if self._rg is not None and self._pid != os.getpid():
+            self._rg = None  # a forked child's copy: _after_fork_child closed it
+        if self._rg is None:
+            self._pid = os.getpid()
+            self._rg = self._open_rg()
+            self._weak = weakref.finalize(self, _close_rg, self._rg)
+            self._import()
+        return self._rg
+
+    def _import(self) -> None:
+        key = self._index_key() if gzindex.max_cache_bytes() > 0 else None
+        if key is None or self.imported:
+            return
+        try:
+            self.imported = gzindex.load_index(self._rg, key)
+        except gzindex.RefusedIndex:  # the reader may be half-configured: start afresh
+            self._weak.detach()
+            _close_rg(self._rg)
+            self._rg = self._open_rg()
+            self._weak = weakref.finalize(self, _close_rg, self._rg)
+
+    @property
+    def npoints(self) -> int:
+        """Seek points known so far (0 before the first read)."""
+        rg = self._rg
+        return 0 if rg is None else len(rg.available_block_offsets())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        with self._lock:
+            rg = self._decompressor()
+            if whence == 0 and not self.imported and offset - self._reached > gzindex.PROGRESS_STEP:
+                self._seek_with_progress(rg, offset)
+            self._offset = rg.seek(offset, whence)
+            self._reached = max(self._reached, self._offset)
+            return self._offset
+
+    def tell(self) -> int:
+        return self._offset
+
+    def _seek_with_progress(self, rg, offset: int) -> None:
+        """Decompress up to ``offset`` with a progress bar (shown if it takes over 1 s).
+
+        Reads through (into a scratch buffer) rather than seeking in steps: a
+        deep read of a 207 MiB stream on 2 cores took 0.59 s so, 0.62 s seeking
+        in 64 MiB steps, 0.55 s with no progress at all.
+        """
+        start = rg.tell()
         name = os.path.basename(self.path)
+        scratch = bytearray(_SCRATCH_BYTES)
         with progress.bar(offset - start, f"indexing {name}") as shown:
-            for pos in range(start + gzindex.PROGRESS_STEP, offset, gzindex.PROGRESS_STEP):
-                self._igz.seek(pos)
+            pos = start
+            while pos < offset:
+                n = rg.readinto(memoryview(scratch)[: min(_SCRATCH_BYTES, offset - pos)])
+                if not n:
+                    break
+                pos += n
                 self._reached = pos
-                shown.update(gzindex.PROGRESS_STEP)
+                shown.update(n)
 
     def readinto(self, buf) -> int:
-        return self._igz.readinto(buf)
+        with self._lock:
+            n = self._decompressor().readinto(buf)
+            self._offset += n
+            self._reached = max(self._reached, self._offset)
+            return n
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        return bytes(buf[:got])
 
     def after_read(self, force: bool = False) -> None:
-        """Save the index if it grew enough since it was imported or last saved."""
-        n = self.npoints
-        grown = n - self._saved_points
-        if grown <= 0 or not gzindex.persisting():
-            return
-        if not force and (grown < gzindex.MIN_NEW_POINTS or grown < self._saved_points // 4):
-            return
-        if n < gzindex.MIN_NEW_POINTS:
-            return
-        if self._index_key() is not None and gzindex.save_index(self._igz, self._key):
-            self._saved_points = n
+        """Save the index once the reads have decompressed at least half the stream.
+
+        ``rapidgzip`` exports only a complete index (it decompresses the rest,
+        in parallel): past half-way that costs less than what was paid already.
+        ``force`` saves whatever the depth (the end of a whole-stream pass).
+        """
+        with self._lock:
+            rg = self._rg
+            if rg is None or self.imported or self.saved or not gzindex.persisting():
+                return
+            done = rg.tell_compressed() // 8  # bits
+            size = getattr(self.fileobj, "size", None) or 0
+            if size < gzindex.MIN_NEW_POINTS * gzindex.spacing():
+                return  # a small file: decompressing it again is cheap
+            if not force and done < size // 2:
+                return
+            key = self._index_key()
+            if key is not None and gzindex.save_index(rg, key):
+                self.saved = True
 
     def close(self) -> None:
-        try:
-            self.after_read(force=True)
-        except Exception as exc:  # a cache problem never breaks closing
-            log.debug("could not save gzip index of %s: %s", self.path, exc)
-        self._igz.close()
+        with self._lock:
+            if self._closed:
+                return
+            if self._pid == os.getpid():
+                try:
+                    self.after_read()
+                except Exception as exc:  # a cache problem never breaks closing
+                    log.debug("could not save gzip index of %s: %s", self.path, exc)
+            self._closed = True
+            rg, self._rg = self._rg, None
+            if rg is not None and self._pid == os.getpid():
+                self._weak.detach()
+                _close_rg(rg)
         if self.fileobj is not None:
             self.fileobj.close()
 
+    def __enter__(self) -> RapidStream:
+        return self
 
-def build_and_save(path: str, end: int, key: gzindex.IndexKey | None = None, fileobj=None) -> bool:
-    """Build the index of ``path`` up to uncompressed byte ``end`` and save it.
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-    Meant for a background thread (``zran_seek`` releases the GIL); lowers its
-    own thread's priority first where the platform allows. ``fileobj``: read
-    it instead of the path (the key must then be of the same descriptor).
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-    try:
-        key = key or gzindex.IndexKey.of(path, getattr(fileobj, "fd", None))
-        igz = new_indexed_file(path, fileobj)
+
+def _close_all() -> None:
+    """At exit: close every open reader (an open one aborts the interpreter)."""
+    for s in list(_LIVE):
         try:
-            igz.seek(max(0, end - 1))
-            if igz.npoints < gzindex.MIN_NEW_POINTS:
-                return False
-            return gzindex.save_index(igz, key)
-        finally:
-            igz.close()
-    except Exception as exc:  # a corrupt stream is reported by the reader, not here
-        log.debug("background index build of %s failed: %s", path, exc)
-        return False
+            s.close()
+        except Exception as exc:
+            log.debug("closing %s at exit failed: %s", s.path, exc)
 
 
-__all__ = ["IndexedStream", "build_and_save", "new_indexed_file"]
+_held: list = []
+
+
+def _before_fork() -> None:
+    for s in list(_LIVE):
+        s._lock.acquire()
+        _held.append(s)
+
+
+def _after_fork_parent() -> None:
+    while _held:
+        _held.pop()._lock.release()
+
+
+def _after_fork_child() -> None:
+    while _held:
+        s = _held.pop()
+        s._lock = threading.RLock()
+        rg, s._rg = s._rg, None
+        if rg is not None:
+            s._weak.detach()
+            _orphan(rg)
+        s._pid = os.getpid()
+
+
+def _orphan(rg) -> None:
+    """Keep a parent's reader alive for good in a forked child: never close or free it.
+
+    Its threads do not exist here; closing or freeing it joins them (a hang),
+    and one still referenced at exit aborts. A reference Python never drops
+    keeps it out of both (its memory is the parent's copy, returned at exit).
+    """
+    import ctypes  # the standard library's, only in a forked child
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(rg))
+
+
+import atexit  # noqa: E402  (registered after the functions it names)
+
+atexit.register(_close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+    )
+
+
+__all__ = ["RAPID_ERRORS", "RapidStream", "available", "threads"]

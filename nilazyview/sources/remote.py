@@ -5,7 +5,7 @@ answer's ETag checked), other schemes through fsspec's ``cat_ranges``. Runs a
 plan needs are looked up in a bounded LRU cache of fetched extents, the missing
 ones coalesced when the gap between them costs less than a round trip, and sent
 concurrently (a bounded number in flight). :class:`RemoteGzipSource` gives
-``indexed_gzip`` a seekable file object on the source, so a ``.nii.gz`` streams
+``rapidgzip`` a seekable file object on the source, so a ``.nii.gz`` streams
 once and its seek-point index is persisted keyed by URL + validator.
 
 Settings (read at use): ``NILAZYVIEW_REMOTE_CACHE_BYTES`` (cache bound, default
@@ -33,7 +33,7 @@ from ..fs.settings import env_int
 from . import blockcache, gzindex, gzstream
 from .base import ByteSource
 from .fsspecio import FsspecTransport
-from .gzfile import GzipSource, _have_indexed_gzip
+from .gzfile import GzipSource, _have_rapidgzip
 from .http import Answer, HttpTransport
 from .urls import URL
 
@@ -364,7 +364,7 @@ class RemoteFile(io.RawIOBase):
 
 
 class RemoteGzipSource(GzipSource):
-    """A remote gzip stream: ``indexed_gzip`` on a :class:`RemoteFile`, index persisted.
+    """A remote gzip stream: ``rapidgzip`` on a :class:`RemoteFile`, index persisted.
 
     The index is keyed by URL + validator, so a new version of the file never
     uses an old index. Plans are never switched to a whole-stream decompression
@@ -393,10 +393,10 @@ class RemoteGzipSource(GzipSource):
     def _open(self):
         f = RemoteFile(self.raw)
         self.identity = self.raw.identity
-        if _have_indexed_gzip():
+        if _have_rapidgzip():
             ident = self.raw.identity
             key = gzindex.IndexKey.remote(str(self.path), ident.size, ident.validator)
-            return gzstream.IndexedStream(str(self.path), fileobj=f, key=key)
+            return gzstream.RapidStream(str(self.path), f, key=key)
         return gzip.GzipFile(fileobj=f, mode="rb")
 
     def stored_size(self) -> int:
