@@ -110,9 +110,10 @@ def test_gzip_streams_once_then_a_fresh_reader_fetches_a_span(server, gz_volume)
     assert server.requests <= 4 and server.bytes <= 2**20
     server.reset()
     assert np.array_equal(img.slicecopy[:, :, 230], gz_volume[:, :, 230])
-    # rapidgzip re-reads ~13% of the compressed bytes at chunk boundaries (measured
-    # 1.13x with 1 thread, 1.14x with 2, local files; 1.0x with indexed_gzip)
-    assert server.bytes <= 1.3 * size
+    # rapidgzip re-reads ~13% of the compressed bytes at its chunk boundaries (1.13x on
+    # local files); the block cache serves those again (1.17x before it chained
+    # consecutive cached extents, 1.01x after)
+    assert server.bytes <= 1.15 * size
     img.proxy.source.close()  # saves the index (also done when it grows)
     assert gzindex.stats["exports"] >= 1
     server.reset()

@@ -276,12 +276,15 @@ class RemoteSource(ByteSource):
         groups: list[list[tuple[int, int, int]]] = []  # per request: (run, start, end)
         for i, off in enumerate(offs):
             dst = out[i * length : (i + 1) * length]
-            got = self.cache.covered(off, length)
-            if got is None and disk is not None:
-                got = disk.get(off, length)
-            done = 0 if got is None else len(got)
-            if done:
-                dst[:done] = got
+            done = 0
+            while done < length:  # cached extents may follow one another
+                got = self.cache.covered(off + done, length - done)
+                if got is None and disk is not None:
+                    got = disk.get(off + done, length - done)
+                if not got:
+                    break
+                dst[done : done + len(got)] = got
+                done += len(got)
             if done == length:
                 continue
             start = off + done
