@@ -368,6 +368,38 @@ def test_4d_layer_follows_the_viewer_volume_clipped(tmp_path):
     assert np.all(layer.sample_slab(2, 3, volume=1) == 2.0)
 
 
+def test_a_longer_4d_layer_sets_the_volume_range_and_its_time_course(tmp_path):
+    base3 = np.random.default_rng(1).normal(size=(12, 10, 8)).astype(np.float32)
+    series = np.random.default_rng(2).normal(size=(6, 5, 4, 7)).astype(np.float32)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])  # the layer's voxel (i, j, k) = base's (2i, 2j, 2k)
+    path = str(tmp_path / "series.nii")
+    nib.save(nib.Nifti1Image(series, aff), path)
+    v = nlv.view(base3, axis=2)
+    assert v.volume_slider.max == 0
+    layer = v.add_layer(path, kind="image")
+    assert v.volume_slider.max == 6  # the layer's 7 volumes
+    v.crosshair = (4, 6, 2)  # world (4, 6, 2) mm: the layer's voxel (2, 3, 1)
+    v.volume = 5
+    assert layer.voxel_at_world(np.array([4.0, 6.0, 2.0])) == (2, 3, 1)
+    np.testing.assert_array_equal(v.timecourse, series[2, 3, 1, :])
+    key = (v.volume, v.axis, v.index)
+    grid = v._session.settings()[6]
+    shown = layer.frame_values(*key, grid, v._session.shape3)
+    np.testing.assert_allclose(shown, layer.sample_slab(2, v.index, volume=5), equal_nan=True)
+    assert not np.allclose(shown, layer.sample_slab(2, v.index, volume=0), equal_nan=True)
+    assert layer.img.is_proxy
+    # a 4D base shorter than the layer shows its last volume past its end
+    base4 = np.random.default_rng(3).normal(size=(12, 10, 8, 3)).astype(np.float32)
+    w = nlv.view(base4, axis=2, index=4)
+    w.add_layer(path, kind="image")
+    assert w.volume_slider.max == 6
+    w.volume = 6
+    for voxel in [(1, 2, 4), (11, 9, 4), (6, 0, 4)]:  # the frame shows base volume 2
+        assert w._session.value_at(voxel, 2, 4, 6) == base4[(*voxel, 2)]
+    v.remove_layer(layer)
+    assert v.volume_slider.max == 0
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [

@@ -60,7 +60,8 @@ def slab_index(shape: tuple[int, ...], axis: int, index: int, volume: int) -> tu
     if axis < len(shape):
         idx[axis] = index
     extra = shape[3:]
-    if extra:
+    if extra:  # past the last volume (a longer layer's), the last one
+        volume = min(max(0, int(volume)), math.prod(extra) - 1)
         idx[3:] = (int(i) for i in np.unravel_index(volume, extra))
     return tuple(idx)
 

@@ -152,8 +152,19 @@ class LayerPanel:
 
     def redraw(self) -> None:
         """Redraw the viewer, its colorbars and its readout."""
+        self.sync_volumes()
         self.viewer._refresh()
         self.viewer._update_readout()
+
+    def sync_volumes(self) -> None:
+        """The volume slider spans the base's volumes and every layer's (a 4D layer over a
+        3D base steps through its own); each image shows its last volume past its end."""
+        v = self.viewer
+        n = max([v._session.n_volumes, *(x.n_volumes for x in self.session.layers)])
+        if v.volume_slider.max != n - 1:
+            with v._hold():
+                v.volume_slider.max = n - 1
+                v.volume_slider.layout.display = None if n > 1 else "none"
 
     # --- colorbars and readout ----------------------------------------------------------
     def update_bars(self) -> None:
