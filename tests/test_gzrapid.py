@@ -68,6 +68,12 @@ if how == "background":
     t = threading.Thread(target=lambda: [img.slicecopy[:, :, k] for k in range(200)], daemon=True)
     t.start()
     time.sleep(0.05)
+elif how == "viewer":  # its prefetch thread reads on while the interpreter exits
+    v = nlv.view(sys.argv[1])
+    v.index, v.index = 1, 2
+elif how == "daemon_pass":  # a daemon thread starts a whole-stream pass and a new reader
+    threading.Thread(target=lambda: nlv.load(sys.argv[1]).slicecopy[20], daemon=True).start()
+    time.sleep(0.02)
 elif how == "sys_exit":
     sys.exit(3)
 elif how == "exception":
@@ -76,7 +82,15 @@ elif how == "exception":
 
 
 @pytest.mark.parametrize(
-    "how, rc", [("plain", 0), ("background", 0), ("sys_exit", 3), ("exception", 1)]
+    "how, rc",
+    [
+        ("plain", 0),
+        ("background", 0),
+        ("viewer", 0),
+        ("daemon_pass", 0),
+        ("sys_exit", 3),
+        ("exception", 1),
+    ],
 )
 def test_exit_with_readers_open_does_not_abort(env, tmp_path, how, rc):
     path = tmp_path / "v.nii.gz"

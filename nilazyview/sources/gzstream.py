@@ -100,6 +100,7 @@ class _Recorder(io.RawIOBase):
         super().__init__()
         self.f = f
         self.error: BaseException | None = None
+        self.abort = False  # set at exit: a read on another thread then fails fast
 
     def readable(self) -> bool:
         return True
@@ -114,6 +115,8 @@ class _Recorder(io.RawIOBase):
         return self.f.tell()
 
     def readinto(self, b) -> int:
+        if self.abort:
+            raise OSError("the interpreter is exiting: gzip read abandoned")
         try:
             return self.f.readinto(b)
         except BaseException as exc:
@@ -123,6 +126,10 @@ class _Recorder(io.RawIOBase):
 
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+#: Set by the exit hook: no reader opens after it (one running at finalization aborts).
+_EXITING = threading.Event()
+#: How long the exit hook waits for a read in progress on another thread to give up.
+EXIT_WAIT_S = 10.0
 _SCRATCH_BYTES = 4 * 2**20
 
 
@@ -187,9 +194,12 @@ class RapidStream:
         if self._rg is not None and self._pid != os.getpid():
             self._rg = None  # a forked child's copy: _after_fork_child closed it
         if self._rg is None:
+            if _EXITING.is_set():
+                raise ValueError(f"{self.path}: the interpreter is exiting")
             self._pid = os.getpid()
             self._rg = self._open_rg()
             self._weak = weakref.finalize(self, _close_rg, self._rg)
+            self._weak.atexit = False  # at exit _close_all closes it, under the stream's lock
             self._import()
         return self._rg
 
@@ -204,6 +214,7 @@ class RapidStream:
             _close_rg(self._rg)
             self._rg = self._open_rg()
             self._weak = weakref.finalize(self, _close_rg, self._rg)
+            self._weak.atexit = False  # at exit _close_all closes it, under the stream's lock
 
     @property
     def npoints(self) -> int:
@@ -301,12 +312,25 @@ class RapidStream:
 
 
 def _close_all() -> None:
-    """At exit: close every open reader (an open one aborts the interpreter)."""
+    """At exit: close every open reader (an open one aborts the interpreter).
+
+    A read in progress on another thread (a viewer's prefetch, a daemon thread) is
+    made to fail at its next file read, and its end awaited (at most
+    :data:`EXIT_WAIT_S`); no reader opens afterwards.
+    """
+    _EXITING.set()
     for s in list(_LIVE):
+        if not s._lock.acquire(blocking=False):
+            s._reader.abort = True
+            if not s._lock.acquire(timeout=EXIT_WAIT_S):
+                log.debug("a read of %s did not end at exit", s.path)
+                continue
         try:
             s.close()
         except Exception as exc:
             log.debug("closing %s at exit failed: %s", s.path, exc)
+        finally:
+            s._lock.release()
 
 
 _held: list = []

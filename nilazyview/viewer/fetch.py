@@ -7,8 +7,10 @@ backlog: at most the one read in progress finishes for a stale request.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -65,6 +67,7 @@ class Prefetcher:
         self.done = 0
         self.errors = 0
         self._thread: threading.Thread | None = None
+        _LIVE.add(self)
 
     def want(self, keys: Sequence[Hashable]) -> None:
         """Replace the wanted keys (earlier ones first); older requests are dropped."""
@@ -139,8 +142,29 @@ class Prefetcher:
             self._wanted = []
 
     def close(self) -> None:
-        """Stop the thread after its current read."""
-        with self._cond:
+        """Stop the thread after its current read.
+
+        Never blocks for long: at interpreter exit the thread may be frozen holding
+        the lock (a widget's ``__del__`` then closes it during finalization).
+        """
+        if not self._cond.acquire(timeout=1.0):
+            self._closed = True
+            return
+        try:
             self._closed = True
             self._wanted = []
             self._cond.notify_all()
+        finally:
+            self._cond.release()
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _stop_all() -> None:
+    """At exit: no prefetch starts another read (one in progress ends on its own)."""
+    for p in list(_LIVE):
+        p.close()
+
+
+atexit.register(_stop_all)
