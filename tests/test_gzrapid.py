@@ -213,7 +213,38 @@ def _damage(path, how: str) -> None:
         blob[len(blob) // 2] ^= 0x10
     elif how == "empty":
         blob = bytearray()
+    elif how == "zeroed":  # decodes to wrong bytes without a decoding error: only the CRC tells
+        mid = len(blob) // 2
+        blob[mid : mid + 100] = bytes(100)
     path.write_bytes(bytes(blob))
+
+
+CHECK_READ = r"""
+import sys
+import numpy as np
+import nilazyview as nlv
+from nilazyview.errors import ImageFileError
+img, want = nlv.load(sys.argv[1]), np.load(sys.argv[2])
+index = {"plane": np.s_[24], "deep": np.s_[:, :, 190], "after": np.s_[:, :, 110],
+         "shallow": np.s_[:, :, 5], "get_data": ...}[sys.argv[3]]
+try:
+    got = img.get_data() if index is ... else img.slicecopy[index]
+except ImageFileError as exc:
+    print("raised", exc)
+    sys.exit(0)
+sys.exit(0 if np.array_equal(got, want[index]) else 7)  # 7: wrong data, no error
+"""
+
+
+@pytest.mark.parametrize("read", ["plane", "deep", "after", "shallow", "get_data"])
+def test_damage_only_the_crc_shows_is_never_wrong_data(env, tmp_path, read):
+    path = tmp_path / "v.nii.gz"
+    np.save(tmp_path / "want.npy", write_gz(path))
+    _damage(path, "zeroed")
+    for _ in range(2):  # and again in a fresh process, with whatever the first one cached
+        res = run(CHECK_READ, env, path, tmp_path / "want.npy", read)
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert not list((tmp_path / "cache").rglob("*.gzidx"))  # no index of a damaged stream
 
 
 @pytest.mark.parametrize("how", ["truncated", "bitflip", "empty"])

@@ -59,10 +59,10 @@ class RapidForward(ByteSource):
             return
         try:
             if self._done >= self._end and not stream.imported:
-                stream.read(1)  # through the member's end: its CRC is checked
+                stream.read_to_end()  # through the members' ends: sizes and CRCs checked
                 stream.after_read(force=True)  # the index this pass built
-        except gzstream.RAPID_ERRORS:
-            pass  # the data read was whole; a damaged tail is reported by the next full read
+        except gzstream.RAPID_ERRORS as exc:  # the data came out, but the check failed
+            raise ImageFileError(f"{self.path}: corrupt gzip stream: {exc}") from exc
         finally:
             self._bar.close()
             stream.close()

@@ -37,6 +37,7 @@ import os
 import threading
 import weakref
 
+from ..errors import ImageFileError
 from ..fs import progress
 from ..fs.settings import env_int
 from . import gzindex
@@ -162,6 +163,8 @@ class RapidStream:
         self._reached = 0  # uncompressed bytes decompressed so far (without an index)
         self._offset = 0
         self._closed = False
+        self.failed = False  # a read raised: the index it built is not to be trusted
+        self.checked = False  # decompressed to the end once: sizes and CRCs matched
         _LIVE.add(self)
 
     @property
@@ -225,9 +228,14 @@ class RapidStream:
     def seek(self, offset: int, whence: int = 0) -> int:
         with self._lock:
             rg = self._decompressor()
-            if whence == 0 and not self.imported and offset - self._reached > gzindex.PROGRESS_STEP:
-                self._seek_with_progress(rg, offset)
-            self._offset = rg.seek(offset, whence)
+            try:
+                far = offset - self._reached > gzindex.PROGRESS_STEP
+                if whence == 0 and not self.imported and far:
+                    self._seek_with_progress(rg, offset)
+                self._offset = rg.seek(offset, whence)
+            except BaseException:
+                self.failed = True
+                raise
             self._reached = max(self._reached, self._offset)
             return self._offset
 
@@ -256,10 +264,24 @@ class RapidStream:
 
     def readinto(self, buf) -> int:
         with self._lock:
-            n = self._decompressor().readinto(buf)
+            try:
+                n = self._decompressor().readinto(buf)
+            except BaseException:
+                self.failed = True
+                raise
             self._offset += n
             self._reached = max(self._reached, self._offset)
             return n
+
+    def read_to_end(self, limit: int = 64 * 2**20) -> None:
+        """Decompress on past the data to the stream's end (at most ``limit`` bytes), so
+        that the members' sizes and CRCs are checked: damage there raises."""
+        scratch = memoryview(bytearray(2**20))
+        while limit > 0:
+            n = self.readinto(scratch[: min(len(scratch), limit)])
+            if not n:
+                return
+            limit -= n
 
     def read(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -267,25 +289,50 @@ class RapidStream:
         return bytes(buf[:got])
 
     def after_read(self, force: bool = False) -> None:
-        """Save the index once the reads have decompressed at least half the stream.
+        """Check the stream and save its index once the reads went past half of it.
 
-        ``rapidgzip`` exports only a complete index (it decompresses the rest,
-        in parallel): past half-way that costs less than what was paid already.
-        ``force`` saves whatever the depth (the end of a whole-stream pass).
+        Past half-way (or at once for a small file, or with ``force``: the end of a
+        whole-stream pass) the rest is decompressed to the stream's end, so its sizes
+        and CRCs are checked (damage raises :class:`ImageFileError` from the read that
+        got there), and the index is saved: ``rapidgzip`` exports only a complete
+        index, and past half-way that costs less than what was paid already. A read
+        that stays in the first half of a large stream with no index is not checked
+        (as with any seekable gzip reader); an imported index was saved checked.
         """
         with self._lock:
             rg = self._rg
-            if rg is None or self.imported or self.saved or not gzindex.persisting():
+            if rg is None or self.imported or self.saved or self.failed:
                 return
             done = rg.tell_compressed() // 8  # bits
             size = getattr(self.fileobj, "size", None) or 0
-            if size < gzindex.MIN_NEW_POINTS * gzindex.spacing():
-                return  # a small file: decompressing it again is cheap
-            if not force and done < size // 2:
+            small = size < gzindex.MIN_NEW_POINTS * gzindex.spacing()
+            if not (force or small or done >= size // 2):
                 return
+            if not self.checked:
+                self._verified()
+                self.checked = True
+            if small or not gzindex.persisting():
+                return  # a small file: decompressing it again is cheap
             key = self._index_key()
             if key is not None and gzindex.save_index(rg, key):
                 self.saved = True
+
+    def _verified(self) -> bool:
+        """Decompress to the stream's end (its sizes and CRCs checked), then come back.
+
+        An index of a damaged stream is never saved, and the read that got here
+        raises instead of returning what it read. Costs what the export would.
+        """
+        pos = self._offset
+        try:
+            self.read_to_end(limit=2**62)
+            self._offset = self._rg.seek(pos)
+        except RAPID_ERRORS as exc:
+            self.failed = True
+            if isinstance(self.error, ImageFileError):
+                raise self.error from exc
+            raise ImageFileError(f"{self.path}: corrupt gzip stream: {exc}") from exc
+        return True
 
     def close(self) -> None:
         with self._lock:

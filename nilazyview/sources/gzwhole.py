@@ -177,13 +177,15 @@ def _inflate_rapid(path: str, end: int, file: CheckedFile | None, bar, into=None
                 upos += n
                 bar.update(n)
                 yield piece
-            stream.read(1)  # through the member's end: its CRC is checked
+            stream.read_to_end()  # through the members' ends: sizes and CRCs checked
             stream.after_read(force=True)  # the index this pass built, for later opens
         except gzstream.RAPID_ERRORS as exc:
             if isinstance(stream.error, ImageFileError):  # stale or truncated file
                 raise stream.error from exc
             if file is not None:
                 file.check()
+            if upos >= end:  # all the data came out, but the stream's check failed
+                raise ImageFileError(f"{path}: corrupt gzip stream: {exc}") from exc
             log.debug("rapidgzip refused %s at %d: %s", path, upos, exc)
             return upos
     return upos
@@ -246,24 +248,26 @@ def _corrupt(path: str, coff: int, uoff: int, exc: BaseException, name: str) -> 
 
 
 def _check_member_end(f, d, pending: bytes, path, cread, upos, name, mod) -> None:
-    """Finish the member holding the last byte wanted, so its CRC is checked.
+    """Finish the member holding the last byte wanted, so its size and CRC are checked.
 
-    Stops early (nothing to check) if the member goes on with more data.
+    Bytes after the data are decompressed and dropped (at most 64 MiB of them: a
+    longer tail is left unchecked); a file cut short after the data is whole.
     """
-    budget = READ_BYTES
+    budget_in, budget_out = 64 * 2**20, 64 * 2**20
     while not d.eof:
         if not pending:
-            pending = f.read(4096)
+            pending = f.read(2**16)
             cread += len(pending)
-            budget -= len(pending)
-            if not pending or budget < 0:
+            budget_in -= len(pending)
+            if not pending or budget_in < 0:
                 return  # cut short after the data (no trailer): the data itself is whole
         try:
-            more = d.decompress(pending, 1)
+            more = d.decompress(pending, 2**20)
         except mod.error as exc:
             raise _corrupt(path, cread - len(pending), upos, exc, name) from exc
-        if more:
-            return  # the stream holds more than the data: its CRC covers bytes we skip
+        budget_out -= len(more)
+        if budget_out < 0:
+            return
         pending = d.unconsumed_tail
 
 
