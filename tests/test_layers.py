@@ -538,3 +538,23 @@ def test_settings_from_code_move_the_widgets_and_redraw(files):
     labels.lut = {17: ("hippo", (255, 0, 0, 255))}
     assert v.image.value != before and labels.label_name(17) == "hippo"
     assert labels.label_name(53) is None  # the built-in table is replaced
+
+
+def test_a_bare_array_layer_is_on_the_base_grid_or_refused(files, tmp_path):
+    paths, *_ = files
+    v = nlv.view(paths["base"], axis=2)
+    arr = np.random.default_rng(9).normal(size=BASE_SHAPE).astype(np.float32)
+    layer = v.add_layer(arr, kind="image")
+    np.testing.assert_array_equal(layer.img.affine, BASE_AFFINE)  # not the identity
+    np.testing.assert_allclose(layer.sample_slab(2, 7), arr[:, :, 7], rtol=1e-6)
+    with pytest.raises(ValueError, match="pass \\(array, affine\\)"):
+        v.add_layer(np.ones((8, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="3D or 4D"):
+        v.add_layer((np.ones((4, 4, 4, 2, 2), np.float32), np.eye(4)))
+    with pytest.raises(ValueError, match="PNG"):
+        v.save_png(tmp_path / "shown.jpg")
+    v.close()
+    with pytest.raises(ValueError, match="closed"):
+        v.add_layer(arr)
+    with pytest.raises(ValueError, match="closed"):
+        v.save_png(tmp_path / "shown.png")

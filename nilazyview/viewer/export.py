@@ -23,8 +23,10 @@ def save_png(viewer, path: str | os.PathLike) -> str:
     orthogonal panels (in ortho mode) and the colorbars below; returns the path."""
     from PIL import Image as PILImage  # Pillow, in the 'viewer' extra
 
-    if viewer.img is None or not viewer.image.value:
-        raise ValueError("nothing is shown: the viewer has no image")
+    if viewer.img is None or not viewer.image.value or viewer._closed:
+        raise ValueError("nothing is shown: the viewer is closed or has no image")
+    if os.path.splitext(os.fspath(path))[1].lower() not in (".png", ""):
+        raise ValueError(f"save_png writes PNG: {os.fspath(path)!r} names another format")
     s = viewer._session
     ratio = s.pixel_ratio
     rows = [[_picture(viewer.image.value, viewer.image.width, viewer.image.height, ratio)]]

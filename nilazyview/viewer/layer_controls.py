@@ -46,9 +46,9 @@ class LayerPanel:
     def add(self, src: Any, kind: str, options: dict) -> Layer:
         """Make a layer of ``src`` over the base, add its controls and redraw."""
         v = self.viewer
-        if v.img is None:
-            raise ValueError("the viewer shows no image to put a layer over")
-        layer = Layer(source_image(src), kind, v.img, **options)
+        if v.img is None or v._closed:
+            raise ValueError("the viewer is closed or shows no image to put a layer over")
+        layer = Layer(source_image(src, v.img), kind, v.img, **options)
         layer.on_change = self.changed
         self.session.layers.append(layer)
         row, controls = self._row(layer)

@@ -34,13 +34,21 @@ RANGE_POINTS = 1 << 16  # values read (three strided planes) to pick a layer's d
 _ids = itertools.count()
 
 
-def source_image(src: Any) -> Image:
+def source_image(src: Any, base: Image | None = None) -> Image:
     """The nilazyview Image of a layer source: a path/URL, an Image, a nibabel image,
-    or ``(array, affine)``; 3D or 4D."""
+    or ``(array, affine)``; 3D or 4D. A bare array is on ``base``'s grid: it needs
+    the base's spatial shape (else say where it is with ``(array, affine)``)."""
     if isinstance(src, tuple) and len(src) == 2:
         src = Image(np.asarray(src[0]), src[1])
+    elif isinstance(src, np.ndarray) and src.ndim >= 3 and base is not None:
+        if tuple(src.shape[:3]) != tuple(base.shape[:3]):
+            raise ValueError(
+                f"a layer array of shape {src.shape} has no affine and is not on the base's "
+                f"grid {tuple(base.shape[:3])}: pass (array, affine)"
+            )
+        src = Image(src, base.affine)
     img = to_image(src)
-    if len(img.shape) < 3:
+    if not 3 <= len(img.shape) <= 4:
         raise TypeError(f"a layer needs a 3D or 4D image, not one of shape {img.shape}")
     return img
 
