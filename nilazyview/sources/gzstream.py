@@ -280,6 +280,7 @@ class RapidStream:
         while limit > 0:
             n = self.readinto(scratch[: min(len(scratch), limit)])
             if not n:
+                self.checked = True
                 return
             limit -= n
 
@@ -309,15 +310,14 @@ class RapidStream:
             if not (force or small or done >= size // 2):
                 return
             if not self.checked:
-                self._verified()
-                self.checked = True
+                self._check_to_end()
             if small or not gzindex.persisting():
                 return  # a small file: decompressing it again is cheap
             key = self._index_key()
             if key is not None and gzindex.save_index(rg, key):
                 self.saved = True
 
-    def _verified(self) -> bool:
+    def _check_to_end(self) -> None:
         """Decompress to the stream's end (its sizes and CRCs checked), then come back.
 
         An index of a damaged stream is never saved, and the read that got here
@@ -332,7 +332,6 @@ class RapidStream:
             if isinstance(self.error, ImageFileError):
                 raise self.error from exc
             raise ImageFileError(f"{self.path}: corrupt gzip stream: {exc}") from exc
-        return True
 
     def close(self) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ class LayerPanel:
         row, controls = self._row(layer)
         self.rows[id(layer)] = (row, controls)
         self.box.children = (*self.box.children, row)
+        self.sync_volumes()
         self.redraw()
         return layer
 
@@ -81,6 +82,7 @@ class LayerPanel:
         row, _ = self.rows.pop(id(layer))
         self.box.children = tuple(c for c in self.box.children if c is not row)
         row.close()
+        self.sync_volumes()
         self.redraw()
 
     # --- the controls -----------------------------------------------------------------
@@ -152,7 +154,6 @@ class LayerPanel:
 
     def redraw(self) -> None:
         """Redraw the viewer, its colorbars and its readout."""
-        self.sync_volumes()
         self.viewer._refresh()
         self.viewer._update_readout()
 
